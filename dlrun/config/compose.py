@@ -1,0 +1,271 @@
+"""Compose conf/ (and experiments/) with Hydra, then validate against the typed schemas.
+
+Every failure here is a ConfigError with one line that names the key, the file or the option
+and says what would be valid; the CLI prints it and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from dlrun.config.schema import GROUPS, SCHEMAS, Config, FieldError, TrainerConfig
+from dlrun.errors import ConfigError, suggest
+
+_META_KEYS = ("name", "runs_dir", "resume", "experiment")
+
+
+def conf_dir() -> Path:
+    """The config tree: $DLRUN_CONF, the repository's conf/ (editable install), or the installed copy."""
+    if env := os.environ.get("DLRUN_CONF"):
+        return Path(env)
+    here = Path(__file__).resolve().parent.parent  # dlrun/
+    for candidate in (here.parent / "conf", here / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise ConfigError(f"config tree not found: looked for {here.parent / 'conf'}/config.yaml; set DLRUN_CONF")
+
+
+def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The validated Config for these command-line overrides (Hydra's override grammar).
+
+    With `resume=RUN_DIR` the base is that run's saved config.yaml instead of conf/, and the
+    other overrides may only change values (`trainer.epochs=8`), not swap group options.
+    """
+    overrides = list(overrides)
+    resume = [o for o in overrides if o.startswith("resume=")]
+    if resume and resume[-1] != "resume=null":
+        run_dir = resume[-1].split("=", 1)[1]
+        rest = [o for o in overrides if not o.startswith("resume=")]
+        return load_run_config(run_dir, rest, resume=True)
+    raw, experiment = _hydra_compose(overrides)
+    cfg = validate(raw)
+    cfg.experiment = experiment
+    return cfg
+
+
+def _hydra_compose(overrides: list[str]) -> tuple[dict[str, Any], str | None]:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import (
+        ConfigCompositionException,
+        HydraException,
+        MissingConfigException,
+        OverrideParseException,
+    )
+
+    error = None
+    with initialize_config_dir(str(conf_dir()), version_base=None, job_name="dlrun"):
+        try:
+            cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
+        except MissingConfigException as e:
+            error = _missing_message(e)
+        except OverrideParseException as e:
+            error = f"cannot parse override: {str(e).splitlines()[0]}"
+        except ConfigCompositionException as e:
+            error = e
+        except HydraException as e:
+            error = str(e).splitlines()[0]
+    if isinstance(error, Exception):  # needs a second compose, outside the first one's context
+        error = _composition_message(error, overrides)
+    if error is not None:
+        raise ConfigError(error)
+    experiment = cfg.hydra.runtime.choices.get("experiment")
+    with open_dict(cfg):
+        del cfg["hydra"]
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{getattr(e, 'full_key', '')}: {str(e).splitlines()[0]}") from None
+    return container, experiment
+
+
+def _missing_message(e: Exception) -> str:
+    text = str(e)
+    m = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    options = [o for o in (getattr(e, "options", None) or []) if not o.startswith("_")]
+    if m:
+        group, option = m.groups()
+        hint = suggest(option, options)
+        return f"{group}={option}: unknown option;{hint} choose from: {', '.join(options)}".replace(";,", ";")
+    return text.splitlines()[0]
+
+
+def _composition_message(e: Exception, overrides: list[str]) -> str:
+    text = str(e)
+    m = re.search(r"Could not override '([^']+)'", text)
+    if m:
+        key = m.group(1)
+        parent, _, leaf = key.rpartition(".")
+        keys = _sibling_keys(parent, [o for o in overrides if not o.lstrip("+~").startswith(key + "=")])
+        if keys is not None:
+            return f"{key}: unknown key;{suggest(leaf, keys)} valid keys: {', '.join(keys)}"
+        return f"{key}: unknown key"
+    if "Ambiguous value" in text:
+        arg = re.search(r"argument '([^']+)'", text)
+        what = arg.group(1) if arg else "this override"
+        return f"{what}: a list of values is a sweep; use `dlrun sweep`, or write a list as key=[a,b]"
+    return text.splitlines()[0]
+
+
+def _sibling_keys(parent: str, overrides: list[str]) -> list[str] | None:
+    try:
+        raw, _ = _hydra_compose(overrides)
+    except ConfigError:
+        return None
+    node: Any = raw
+    for part in filter(None, parent.split(".")):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return sorted(node) if isinstance(node, dict) else None
+
+
+def validate(raw: dict[str, Any] | DictConfig) -> Config:
+    """Check a composed config against the schemas; return plain typed objects."""
+    if isinstance(raw, DictConfig):
+        raw = OmegaConf.to_container(raw, resolve=True)
+    raw = dict(raw)
+    unknown = [k for k in raw if k not in GROUPS and k not in _META_KEYS]
+    if unknown:
+        valid = list(GROUPS) + list(_META_KEYS)
+        raise ConfigError(f"{unknown[0]}: unknown top-level key;{suggest(unknown[0], valid)} valid keys: {', '.join(valid)}")
+    typed = {group: _typed_group(group, raw.get(group) or {}) for group in GROUPS}
+    meta = {k: raw.get(k) for k in _META_KEYS if k in raw}
+    try:
+        return Config(**typed, **meta)
+    except TypeError as e:  # a meta key of the wrong shape
+        raise ConfigError(str(e)) from None
+
+
+def _schema_for(group: str, node: dict[str, Any]) -> type:
+    if group == "trainer":
+        return TrainerConfig
+    name = node.get("name")
+    options = SCHEMAS[group]
+    if name not in options:
+        raise ConfigError(f"{group}.name: unknown '{name}';{suggest(str(name), list(options))} choose from: {', '.join(options)}")
+    return options[name]
+
+
+def _typed(path: str, schema: type, node: dict[str, Any]) -> Any:
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node)
+        return OmegaConf.to_object(merged)
+    except ConfigKeyError as e:
+        key = str(e.key)
+        fields = [f for f in schema.__dataclass_fields__]
+        raise ConfigError(f"{path}.{key}: unknown key;{suggest(key, fields)} valid keys: {', '.join(fields)}") from None
+    except ValidationError as e:
+        return _raise_type_error(path, schema, e)
+    except FieldError as e:
+        raise ConfigError(f"{path}.{e.key}: {e.message}") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{path}: {str(e).splitlines()[0]}") from None
+
+
+def _raise_type_error(path: str, schema: type, e: ValidationError) -> Any:
+    key = str(e.full_key)
+    msg = str(e).splitlines()[0]
+    m = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", msg)
+    if m:
+        msg = f"'{m.group(1)}' is not a valid {m.group(2).lower()}"
+    elif "is not a ListConfig" in msg:
+        msg = f"'{e.value}' is not a list (write it as [a,b])"
+    elif "Non optional field" in msg or "None" in msg:
+        msg = "must not be null"
+    raise ConfigError(f"{path}.{key}: {msg}") from None
+
+
+def _typed_group(group: str, node: dict[str, Any]) -> Any:
+    if not isinstance(node, dict):
+        raise ConfigError(f"{group}: expected a mapping of keys, got {node!r}; pick an option with {group}=NAME")
+    return _typed(group, _schema_for(group, node), node)
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg))
+
+
+def flat(cfg: Config) -> dict[str, Any]:
+    """`{"optim.lr": 0.001, ...}`: scalars of the config (lists as strings), for HParams and tables."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        elif isinstance(node, list | tuple):
+            out[prefix] = str(list(node))
+        else:
+            out[prefix] = node
+
+    walk("", {g: v for g, v in to_dict(cfg).items() if g in GROUPS})
+    return out
+
+
+def load_run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: bool = False) -> Config:
+    """A run's saved config.yaml, with value overrides (`trainer.epochs=8`) applied on top."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"resume={run_dir}: no config.yaml there; give a run directory (see `dlrun runs`)")
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except OverrideParseException as e:
+        raise ConfigError(f"cannot parse override: {str(e).splitlines()[0]}") from None
+    node = OmegaConf.create(raw)
+    OmegaConf.set_struct(node, True)
+    for o in parsed:
+        key = o.key_or_group
+        if key in GROUPS or key == "experiment":
+            raise ConfigError(f"{o.input_line}: a resumed run keeps its {key}; change values only (e.g. trainer.epochs=8)")
+        if o.is_sweep_override():
+            raise ConfigError(f"{o.input_line}: a sweep cannot resume a run")
+        try:
+            OmegaConf.update(node, key, o.value(), merge=False)
+        except (ConfigKeyError, OmegaConfBaseException):
+            parent, _, leaf = key.rpartition(".")
+            sub = OmegaConf.select(node, parent) if parent else node
+            keys = sorted(sub.keys()) if isinstance(sub, DictConfig) else []
+            raise ConfigError(f"{key}: unknown key;{suggest(leaf, keys)} valid keys: {', '.join(map(str, keys))}") from None
+    cfg = validate(OmegaConf.to_container(node))
+    if resume:
+        cfg.resume = str(run_dir)
+    return cfg
+
+
+def list_options(group: str | None = None) -> dict[str, list[tuple[str, str]]]:
+    """`{group: [(option, one-line description), ...]}` read from the YAML files' first comment."""
+    root = conf_dir()
+    groups = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if group is not None:
+        if group not in groups:
+            raise ConfigError(f"{group}: unknown config group;{suggest(group, groups)} choose from: {', '.join(groups)}")
+        groups = [group]
+    out = {}
+    for g in groups:
+        out[g] = [(p.stem, _description(p)) for p in sorted((root / g).glob("*.yaml"))]
+    return out
+
+
+def _description(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("#") and not line.startswith("# @package"):
+            return line.lstrip("#").strip()
+        if line and not line.startswith("#"):
+            break
+    return ""

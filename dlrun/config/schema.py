@@ -1,0 +1,308 @@
+"""Typed schemas of every config group option (torch-free, so `dlrun config` and `--help` stay fast).
+
+Each YAML file in conf/<group>/ names the schema it follows with its `name` key; the schema
+lists the keys, their types and their valid ranges. `check_*` helpers raise FieldError, which
+compose() turns into one line naming the full key.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from dlrun.errors import suggest
+
+# Names users type; the torch-side registries are tested to hold exactly these.
+ACTIVATIONS = ("identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu")
+NORMS = ("none", "batch", "layer")
+LOSSES = ("auto", "cross_entropy", "nll", "bce", "mse")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+class FieldError(ValueError):
+    """A value outside its valid range; `key` is the field name inside its group."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise FieldError(key, f"'{value}' is not valid;{suggest(value, choices)} choose from: {', '.join(choices)}")
+
+
+def check_range(key: str, value: float, lo: float | None = None, hi: float | None = None, *,
+                lo_open: bool = False, hi_open: bool = False) -> None:
+    bad = (lo is not None and (value < lo or (lo_open and value == lo))) or (
+        hi is not None and (value > hi or (hi_open and value == hi)))
+    if bad:
+        left = "(" if lo_open else "["
+        right = ")" if hi_open else "]"
+        span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
+        raise FieldError(key, f"{value} is out of range; valid: {span}")
+
+
+# ---------------------------------------------------------------- model
+@dataclass
+class MLPConfig:
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [256, 256])  # widths; [] = linear/logistic/softmax regression
+    activation: str = "relu"
+    dropout: float = 0.0  # drop probability p of each hidden unit (inverted dropout)
+    norm: str = "none"  # none | batch | layer, after each hidden linear layer
+
+    def __post_init__(self):
+        for i, width in enumerate(self.hidden):
+            if width < 1:
+                raise FieldError("hidden", f"width {width} at position {i} must be >= 1 (use [] for no hidden layer)")
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        check_choice("norm", self.norm, NORMS)
+
+
+# ---------------------------------------------------------------- data
+STANDARDIZE = ("feature", "global", "none")
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    val_fraction: float = 0.15  # of all examples
+    test_fraction: float = 0.2  # of all examples
+    seed: int = 0  # the split's seed (kept apart from trainer.seed so splits stay put across seeds)
+    standardize: str = "feature"  # feature: per input feature; global: one mean/std; none. Fitted on train only.
+    standardize_targets: bool = True  # regression only: targets scaled by train mean/std
+
+    def __post_init__(self):
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_range("test_fraction", self.test_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise FieldError("val_fraction", "val_fraction + test_fraction must stay below 0.9")
+        check_choice("standardize", self.standardize, STANDARDIZE)
+
+
+@dataclass
+class SyntheticConfig(DataConfig):
+    n_samples: int = 1000  # examples in all splits together
+    noise: float = 0.1  # Gaussian noise std (units of the input or the target)
+    classes: int = 2  # spirals and blobs only; xor, moons and circles are binary
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("n_samples", self.n_samples, 20)
+        check_range("noise", self.noise, 0.0)
+        check_range("classes", self.classes, 2)
+
+
+# ---------------------------------------------------------------- loss
+MSE_FORMS = ("mean", "half_sum")
+
+
+@dataclass
+class LossConfig:
+    name: str = "auto"  # auto picks cross_entropy / bce / mse from the dataset's task
+    form: str = "mean"  # mse only: mean = 1/K ||y_hat - y||^2, half_sum = 1/2 ||y_hat - y||^2 (per example)
+
+    def __post_init__(self):
+        check_choice("name", self.name, LOSSES)
+        check_choice("form", self.form, MSE_FORMS)
+
+
+# ---------------------------------------------------------------- optim
+@dataclass
+class OptimConfig:
+    name: str = "sgd"
+    lr: float = 0.01  # alpha, the step size
+    weight_decay: float = 0.0  # PyTorch's coupled L2 (decoupled for adamw); see regularizer=l2 for the lecture form
+
+    def __post_init__(self):
+        check_range("lr", self.lr, 0.0, lo_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0)
+
+
+@dataclass
+class MomentumConfig(OptimConfig):
+    momentum: float = 0.9  # gamma of the heavy-ball update
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("momentum", self.momentum, 0.0, 1.0, hi_open=True)
+
+
+@dataclass
+class AdagradConfig(OptimConfig):
+    eps: float = 1e-10  # added to the root of G (PyTorch: outside the square root)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("eps", self.eps, 0.0)
+
+
+@dataclass
+class RMSpropConfig(OptimConfig):
+    gamma: float = 0.9  # G = gamma G + (1 - gamma) g^2 (PyTorch calls it alpha)
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("gamma", self.gamma, 0.0, 1.0, hi_open=True)
+        check_range("eps", self.eps, 0.0)
+
+
+@dataclass
+class AdamConfig(OptimConfig):
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8  # PyTorch and the paper: m_hat / (sqrt(v_hat) + eps)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("beta1", self.beta1, 0.0, 1.0, hi_open=True)
+        check_range("beta2", self.beta2, 0.0, 1.0, hi_open=True)
+        check_range("eps", self.eps, 0.0)
+
+
+# ---------------------------------------------------------------- sched
+@dataclass
+class SchedConfig:
+    name: str = "constant"
+    warmup_steps: int = 0  # linear warmup from lr/warmup_steps to lr over this many steps
+
+    def __post_init__(self):
+        check_range("warmup_steps", self.warmup_steps, 0)
+
+
+@dataclass
+class StepSchedConfig(SchedConfig):
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of all steps
+    gamma: float = 0.1  # lr factor at each milestone
+
+    def __post_init__(self):
+        super().__post_init__()
+        for m in self.milestones:
+            check_range("milestones", m, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_range("gamma", self.gamma, 0.0, lo_open=True)
+
+
+@dataclass
+class CosineSchedConfig(SchedConfig):
+    min_factor: float = 0.0  # the last lr as a fraction of the first
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("min_factor", self.min_factor, 0.0, 1.0)
+
+
+@dataclass
+class InverseTimeSchedConfig(SchedConfig):
+    k: float = 0.01  # alpha_t = alpha_0 / (1 + k t), t in steps
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("k", self.k, 0.0)
+
+
+# ---------------------------------------------------------------- regularizer
+@dataclass
+class RegularizerConfig:
+    name: str = "none"
+    strength: float = 0.0  # lambda
+
+    def __post_init__(self):
+        check_range("strength", self.strength, 0.0)
+
+
+# ---------------------------------------------------------------- init
+@dataclass
+class InitConfig:
+    name: str = "default"
+
+
+# ---------------------------------------------------------------- trainer
+TEST_WITH = ("last", "best")
+PROGRESS = ("auto", "bar", "lines", "none")
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 30
+    steps: int = 0  # if > 0, train for this many optimizer steps instead of `epochs`
+    batch_size: int = 64  # examples per step (optim=gd uses the whole train split)
+    eval_every: int = 0  # steps between evaluations on val; 0 = once per epoch
+    log_every: int = 20  # steps between train/loss, lr, grad/norm and weight-norm scalars
+    hist_every: int = 200  # steps between weight and gradient histograms; 0 = off
+    device: str = "auto"  # auto = cuda, then mps, then cpu; or cpu, cuda, cuda:1, mps
+    seed: int = 0  # model init, data order and dropout
+    grad_clip: float = 0.0  # max global gradient norm; 0 = off
+    monitor: str = "auto"  # metric for `best` and early stopping; auto = val/acc (classification) or val/loss
+    patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    min_delta: float = 0.0  # smallest change of `monitor` that counts as an improvement
+    test_with: str = "last"  # weights for the final test metrics: last or best
+    checkpoint: bool = True  # write checkpoints/last.pt and best.pt
+    progress: str = "auto"  # auto = a bar on a terminal, plain lines otherwise; bar, lines, none
+
+    def __post_init__(self):
+        check_range("epochs", self.epochs, 1)
+        check_range("steps", self.steps, 0)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("eval_every", self.eval_every, 0)
+        check_range("log_every", self.log_every, 1)
+        check_range("hist_every", self.hist_every, 0)
+        base = self.device.split(":")[0]
+        check_choice("device", base, DEVICES)
+        check_range("grad_clip", self.grad_clip, 0.0)
+        check_range("patience", self.patience, 0)
+        check_range("min_delta", self.min_delta, 0.0)
+        check_choice("test_with", self.test_with, TEST_WITH)
+        check_choice("progress", self.progress, PROGRESS)
+
+
+# ---------------------------------------------------------------- the whole
+@dataclass
+class Config:
+    """The composed, validated config that every library function reads."""
+
+    model: Any = field(default_factory=MLPConfig)
+    data: Any = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: Any = field(default_factory=OptimConfig)
+    sched: Any = field(default_factory=SchedConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    name: Optional[str] = None  # run name; default: the experiment's name or <model>-<data>
+    runs_dir: str = "runs"  # runs go to <runs_dir>/<name>/<timestamp>/
+    resume: Optional[str] = None  # a run directory to continue
+    experiment: Optional[str] = None  # set from `experiment=NAME`, recorded for the run directory
+
+
+# group -> option `name` -> schema. A group whose options share one schema maps every name to it.
+SCHEMAS: dict[str, dict[str, type]] = {
+    "model": {"mlp": MLPConfig},
+    "data": {
+        **{n: DataConfig for n in ("digits", "iris", "breast_cancer", "wine", "diabetes")},
+        **{n: SyntheticConfig for n in ("xor", "moons", "circles", "spirals", "blobs", "sine")},
+    },
+    "loss": {n: LossConfig for n in LOSSES},
+    "optim": {
+        "gd": OptimConfig,
+        "sgd": OptimConfig,
+        "momentum": MomentumConfig,
+        "nesterov": MomentumConfig,
+        "adagrad": AdagradConfig,
+        "rmsprop": RMSpropConfig,
+        "adam": AdamConfig,
+        "adamw": AdamConfig,
+    },
+    "sched": {
+        "constant": SchedConfig,
+        "warmup": SchedConfig,
+        "step": StepSchedConfig,
+        "cosine": CosineSchedConfig,
+        "inverse_time": InverseTimeSchedConfig,
+    },
+    "regularizer": {"none": RegularizerConfig, "l2": RegularizerConfig, "l1": RegularizerConfig},
+    "init": {n: InitConfig for n in ("default", "glorot_uniform", "he_normal")},
+    "trainer": {"default": TrainerConfig},
+}
+GROUPS = tuple(SCHEMAS)

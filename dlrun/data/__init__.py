@@ -1,0 +1,71 @@
+"""Datasets as tensors on the training device, with the task metadata models and losses need.
+
+    data = build(cfg.data)          # a Dataset: train / val / test splits + task
+    data = data.to("cuda")          # small sets live on the device, batched by index
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from dlrun.registry import Registry
+
+KINDS = ("binary", "multiclass", "regression")
+
+
+@dataclass(frozen=True)
+class Task:
+    """What the data asks of a model: the head size, the loss and the metrics follow from it."""
+
+    kind: str  # binary | multiclass | regression
+    input_shape: tuple[int, ...]  # one example, e.g. (64,) or (1, 8, 8)
+    n_classes: int = 0  # 0 for regression
+    n_targets: int = 1  # regression outputs
+    value_range: tuple[float, float] = (0.0, 1.0)  # min/max of the standardized train inputs
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind != "regression"
+
+
+@dataclass
+class Split:
+    x: torch.Tensor  # (N, *input_shape), float32
+    y: torch.Tensor  # (N,) int64 class labels, or (N, n_targets) float32 targets
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class Dataset:
+    name: str
+    task: Task
+    train: Split
+    val: Split
+    test: Split
+    # affine maps fitted on train (inputs and, for regression, targets): x_std = (x - mean) / std
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> Dataset:
+        return replace(self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device))
+
+    def split(self, name: str) -> Split:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+DATASETS: Registry = Registry("data")
+
+
+def build(cfg) -> Dataset:
+    """The dataset named by `cfg.name` (a DataConfig), split and standardized."""
+    from dlrun.data import bundled  # noqa: F401  (registers the bundled sets)
+
+    return DATASETS.get(cfg.name)(cfg)

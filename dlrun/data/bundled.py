@@ -1,0 +1,129 @@
+"""Bundled datasets: scikit-learn's small sets and synthetic 2-D / 1-D problems (no download)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn import datasets as skd
+from sklearn.model_selection import train_test_split
+
+from dlrun.data import DATASETS, Dataset, Split, Task
+
+
+def split_and_standardize(name: str, x: np.ndarray, y: np.ndarray, kind: str, cfg,
+                          input_shape: tuple[int, ...] | None = None,
+                          class_names: tuple[str, ...] = ()) -> Dataset:
+    """Seeded train/val/test split (stratified for classification), standardization fitted on train.
+
+    x: (N, ...) features; y: (N,) labels or (N,) / (N, K) regression targets.
+    """
+    n = len(x)
+    stratify = y if kind != "regression" else None
+    idx = np.arange(n)
+    rest, test = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.seed,
+                                  stratify=stratify)
+    val_size = cfg.val_fraction / (1.0 - cfg.test_fraction)
+    if cfg.val_fraction > 0:
+        train, val = train_test_split(rest, test_size=val_size, random_state=cfg.seed,
+                                      stratify=None if stratify is None else y[rest])
+    else:
+        train, val = rest, rest[:0]
+
+    x = x.astype(np.float64)
+    stats: dict[str, np.ndarray] = {}
+    if cfg.standardize == "feature":
+        mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+    elif cfg.standardize == "global":
+        mean, std = x[train].mean(), x[train].std()
+    else:
+        mean, std = np.zeros(1), np.ones(1)
+    std = np.where(std > 1e-12, std, 1.0)  # constant features (e.g. digit borders) stay put
+    x = (x - mean) / std
+    stats["x_mean"], stats["x_std"] = np.asarray(mean), np.asarray(std)
+
+    if kind == "regression":
+        y = y.reshape(n, -1).astype(np.float64)
+        if getattr(cfg, "standardize_targets", False):
+            y_mean, y_std = y[train].mean(axis=0), y[train].std(axis=0)
+            y = (y - y_mean) / np.where(y_std > 1e-12, y_std, 1.0)
+            stats["y_mean"], stats["y_std"] = y_mean, y_std
+        y_t = torch.tensor(y, dtype=torch.float32)
+        n_classes, n_targets = 0, y.shape[1]
+    else:
+        y_t = torch.tensor(y, dtype=torch.int64)
+        n_classes, n_targets = int(y.max()) + 1, 1
+
+    shape = input_shape or tuple(x.shape[1:])
+    x_t = torch.tensor(x, dtype=torch.float32).reshape(n, *shape)
+    task = Task(kind=kind, input_shape=shape, n_classes=n_classes, n_targets=n_targets,
+                value_range=(float(x_t[train].min()), float(x_t[train].max())),
+                class_names=class_names)
+    pick = lambda i: Split(x_t[i], y_t[i])  # noqa: E731
+    return Dataset(name, task, pick(train), pick(val), pick(test), stats)
+
+
+def _sklearn(loader, kind: str, input_shape=None):
+    def build(cfg) -> Dataset:
+        bunch = loader()
+        names = tuple(str(c) for c in getattr(bunch, "target_names", ())) if kind != "regression" else ()
+        if kind == "multiclass" and not names:
+            names = tuple(str(c) for c in np.unique(bunch.target))
+        return split_and_standardize(cfg.name, bunch.data, bunch.target, kind, cfg, input_shape, names)
+
+    return build
+
+
+DATASETS.register("digits", "8x8 handwritten digits, 10 classes")(_sklearn(skd.load_digits, "multiclass", (1, 8, 8)))
+DATASETS.register("iris", "Iris flowers, 3 classes")(_sklearn(skd.load_iris, "multiclass"))
+DATASETS.register("breast_cancer", "Breast cancer Wisconsin, binary")(_sklearn(skd.load_breast_cancer, "binary"))
+DATASETS.register("wine", "Wine cultivars, 3 classes")(_sklearn(skd.load_wine, "multiclass"))
+DATASETS.register("diabetes", "Diabetes progression, regression")(_sklearn(skd.load_diabetes, "regression"))
+
+
+@DATASETS.register("xor", "Four Gaussian clusters at (+-1, +-1), label x1 * x2 < 0")
+def xor(cfg) -> Dataset:
+    rng = np.random.default_rng(cfg.seed)
+    centers = rng.choice([-1.0, 1.0], size=(cfg.n_samples, 2))
+    x = centers + cfg.noise * rng.standard_normal((cfg.n_samples, 2))
+    y = (centers[:, 0] * centers[:, 1] < 0).astype(np.int64)  # the cluster's label
+    return split_and_standardize("xor", x, y, "binary", cfg, class_names=("same sign", "opposite sign"))
+
+
+@DATASETS.register("moons", "Two interleaving half circles")
+def moons(cfg) -> Dataset:
+    x, y = skd.make_moons(cfg.n_samples, noise=cfg.noise, random_state=cfg.seed)
+    return split_and_standardize("moons", x, y, "binary", cfg)
+
+
+@DATASETS.register("circles", "A circle inside a circle")
+def circles(cfg) -> Dataset:
+    x, y = skd.make_circles(cfg.n_samples, noise=cfg.noise, factor=0.5, random_state=cfg.seed)
+    return split_and_standardize("circles", x, y, "binary", cfg)
+
+
+@DATASETS.register("spirals", "Interleaved spiral arms, one class per arm")
+def spirals(cfg) -> Dataset:
+    rng = np.random.default_rng(cfg.seed)
+    k = cfg.classes
+    per = cfg.n_samples // k
+    t = np.tile(np.linspace(0.05, 1.0, per), k)  # position along the arm
+    y = np.repeat(np.arange(k), per)
+    angle = 3.0 * np.pi * t + 2.0 * np.pi * y / k  # 1.5 turns per arm
+    x = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1)
+    x = x + cfg.noise * 0.1 * rng.standard_normal(x.shape)  # noise in units of 1/10 of the radius
+    return split_and_standardize("spirals", x, y, "binary" if k == 2 else "multiclass", cfg)
+
+
+@DATASETS.register("blobs", "Isotropic Gaussian blobs in 2-D")
+def blobs(cfg) -> Dataset:
+    x, y = skd.make_blobs(cfg.n_samples, n_features=2, centers=cfg.classes, cluster_std=cfg.noise,
+                          random_state=cfg.seed)
+    return split_and_standardize("blobs", x, y, "binary" if cfg.classes == 2 else "multiclass", cfg)
+
+
+@DATASETS.register("sine", "y = sin(x) + noise on [-pi, pi], regression")
+def sine(cfg) -> Dataset:
+    rng = np.random.default_rng(cfg.seed)
+    x = rng.uniform(-np.pi, np.pi, size=(cfg.n_samples, 1))
+    y = np.sin(x) + cfg.noise * rng.standard_normal(x.shape)
+    return split_and_standardize("sine", x, y, "regression", cfg)

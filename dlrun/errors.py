@@ -1,0 +1,31 @@
+"""Errors that the CLI turns into one line and an exit status (see README, 'Exit status')."""
+
+import difflib
+
+
+def suggest(word: str, choices) -> str:
+    """' did you mean X?' when a close match (or a unique prefix match) exists, else ''."""
+    choices = [str(c) for c in choices]
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not match:
+        match = [c for c in choices if c.startswith(word)] if word else []
+    return f" did you mean '{match[0]}'?" if len(match) == 1 else ""
+
+
+
+class DlrunError(Exception):
+    """A failure the user can act on; `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(DlrunError):
+    """Bad input: an unknown option or key, a wrong type, an out-of-range value, a missing file."""
+
+    exit_code = 2
+
+
+class RunFailed(DlrunError):
+    """The run itself failed on its merits (for example the loss diverged)."""
+
+    exit_code = 1

@@ -1,0 +1,84 @@
+"""Losses by name, and the metrics that go with each task.
+
+Models output logits (classification) or values (regression); the output activation (sigmoid,
+softmax) is folded into the loss for numerical stability. `loss=auto` picks from the task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from dlrun.data import Task
+from dlrun.errors import ConfigError
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# which task kinds each loss accepts
+_FITS = {
+    "cross_entropy": ("binary", "multiclass"),
+    "nll": ("binary", "multiclass"),
+    "bce": ("binary",),
+    "mse": ("regression",),
+}
+
+
+def resolve(name: str, task: Task) -> str:
+    """`auto` -> cross_entropy (multiclass), bce (binary), mse (regression); else check the fit."""
+    if name == "auto":
+        return {"multiclass": "cross_entropy", "binary": "bce", "regression": "mse"}[task.kind]
+    if task.kind not in _FITS[name]:
+        fits = [n for n, kinds in _FITS.items() if task.kind in kinds]
+        raise ConfigError(f"loss={name} does not fit a {task.kind} task; choose from: auto, {', '.join(fits)}")
+    return name
+
+
+def out_features(name: str, task: Task) -> int:
+    """Size of the model's head for this loss: 1 logit for bce, one per class, one per target."""
+    if name == "bce":
+        return 1
+    return task.n_classes if task.is_classification else task.n_targets
+
+
+def cross_entropy(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-log softmax(z)_y averaged over the batch; z: (B, C) logits, y: (B,) labels."""
+    return F.cross_entropy(z, y)
+
+
+def nll(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-log p_y with p = softmax(z), computed through log_softmax so it never takes log(0)."""
+    return F.nll_loss(F.log_softmax(z, dim=-1), y)
+
+
+def bce(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-y log s(z) - (1 - y) log(1 - s(z)) from the logit z: (B, 1), y: (B,) in {0, 1}."""
+    return F.binary_cross_entropy_with_logits(z.squeeze(-1), y.to(z.dtype))
+
+
+def mse(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1/K ||y_hat - y||^2 averaged over the batch (PyTorch's MSELoss)."""
+    return F.mse_loss(z, y)
+
+
+def half_sse(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1/2 ||y_hat - y||^2 per example, averaged over the batch."""
+    return 0.5 * (z - y).pow(2).sum(dim=-1).mean()
+
+
+def build(cfg, task: Task) -> tuple[str, LossFn]:
+    """(resolved name, loss function) for a LossConfig and a task."""
+    name = resolve(cfg.name, task)
+    if name == "mse":
+        return name, half_sse if cfg.form == "half_sum" else mse
+    return name, {"cross_entropy": cross_entropy, "nll": nll, "bce": bce}[name]
+
+
+@torch.no_grad()
+def batch_metrics(z: torch.Tensor, y: torch.Tensor, task: Task) -> dict[str, torch.Tensor]:
+    """Sums over the batch (divide by N after summing batches): `correct` or `sq_err`."""
+    if task.is_classification:
+        pred = (z.squeeze(-1) > 0).long() if z.shape[-1] == 1 else z.argmax(dim=-1)
+        return {"correct": (pred == y).sum()}
+    return {"sq_err": (z - y).pow(2).mean(dim=-1).sum()}

@@ -1,0 +1,34 @@
+"""Models by name. A model knows its input shape and output size, nothing of trainer or device."""
+
+from __future__ import annotations
+
+import warnings
+
+from torch import nn
+
+from dlrun.models.mlp import build_mlp
+from dlrun.registry import Registry
+
+MODELS: Registry = Registry("model")
+MODELS.register("mlp")(build_mlp)
+
+
+class DlrunWarning(UserWarning):
+    """Something the user should know before training (printed as one line by the CLI)."""
+
+
+def build(cfg, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
+    """The model named by cfg.name (a model config), mapping (B, *input_shape) to (B, out_features)."""
+    model = MODELS.get(cfg.name)(cfg, input_shape, out_features)
+    if getattr(cfg, "activation", None) == "step" and getattr(cfg, "hidden", None):
+        warnings.warn(
+            "model.activation=step: the Heaviside step's gradient is zero almost everywhere, so no gradient "
+            "reaches the hidden layers and only the output layer learns; use sigmoid or relu to train them",
+            DlrunWarning,
+            stacklevel=2,
+        )
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,49 @@
+"""Scalars to TensorBoard and to metrics.jsonl at once; histograms, text and HParams to TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+
+class RunLogger:
+    """One per run directory. `purge_step` (on resume) hides events logged after the checkpoint."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None):
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+        self.jsonl = open(run_dir / "metrics.jsonl", "a", buffering=1)  # line-buffered
+
+    def scalars(self, step: int, values: dict[str, float], **extra: Any) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+        record = {"step": step, "time": round(time.time(), 3), **extra}
+        record.update({k: (v if math.isfinite(v) else str(v)) for k, v in values.items()})
+        self.jsonl.write(json.dumps(record) + "\n")
+
+    def histograms(self, step: int, model: torch.nn.Module) -> None:
+        for name, p in model.named_parameters():
+            self.writer.add_histogram(f"hist/weights/{name}", p.detach(), step)
+            if p.grad is not None:
+                self.writer.add_histogram(f"hist/grads/{name}", p.grad.detach(), step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(tag, text, step)
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
+        """The HParams entry: config values and the run's real final metrics (logged as scalars too)."""
+        clean = {k: (v if isinstance(v, bool | int | float | str) else str(v)) for k, v in params.items()}
+        exp, ssi, sei = hparams_summary(clean, metrics)
+        for summary in (exp, ssi, sei):
+            self.writer.file_writer.add_summary(summary)
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
+        self.jsonl.close()

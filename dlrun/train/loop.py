@@ -1,0 +1,386 @@
+"""Training: `train(cfg) -> summary`. The loop in `fit` is the whole story, top to bottom.
+
+Hook points are plain functions called from the loop: `log_train` (every trainer.log_every
+steps, the only host sync), `eval_and_checkpoint` (every evaluation). Callbacks (progress bar,
+plain lines) only watch: on_start, on_log, on_eval, on_end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlrun import losses, models, regularizers
+from dlrun.config import Config, flat, to_yaml
+from dlrun.data import Dataset, Task
+from dlrun.data import build as build_data
+from dlrun.errors import ConfigError, RunFailed
+from dlrun.init import initialize
+from dlrun.optim import FULL_BATCH, build_optimizer, build_scheduler
+from dlrun.train import checkpoint as ckpt
+from dlrun.train import rundir
+from dlrun.train.logger import RunLogger
+
+log = logging.getLogger("dlrun")
+
+
+class Diverged(RunFailed):
+    """The loss became NaN or infinite."""
+
+
+# ----------------------------------------------------------------------------- building
+def resolve_device(name: str) -> torch.device:
+    """auto = cuda, then mps, then cpu; an explicit device that is not here is a config error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name}: no CUDA device here; use trainer.device=auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("trainer.device=mps: no MPS device here; use trainer.device=auto or cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Setup:
+    """Everything `fit` needs, built from the config by `build`."""
+
+    cfg: Config
+    device: torch.device
+    data: Dataset
+    model: nn.Module
+    loss_name: str
+    loss_fn: losses.LossFn
+    reg: Any  # () -> Omega, or None
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    monitor: str  # e.g. val/acc
+    maximize: bool
+
+    @property
+    def task(self) -> Task:
+        return self.data.task
+
+
+def build(cfg: Config) -> Setup:
+    """Data, model, loss, optimizer and schedule for a config; the model is seeded by trainer.seed."""
+    t = cfg.trainer
+    device = resolve_device(t.device)
+    data = build_data(cfg.data).to(device)
+    loss_name, loss_fn = losses.build(cfg.loss, data.task)
+    torch.manual_seed(t.seed)
+    model = models.build(cfg.model, data.task.input_shape, losses.out_features(loss_name, data.task))
+    initialize(model, cfg.init).to(device)
+    reg = regularizers.build(cfg.regularizer, model)
+    optimizer = build_optimizer(model.parameters(), cfg.optim)
+
+    n_train = len(data.train)
+    batch_size = n_train if cfg.optim.name in FULL_BATCH else min(t.batch_size, n_train)
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    total_steps = t.steps if t.steps > 0 else t.epochs * steps_per_epoch
+    scheduler = build_scheduler(optimizer, cfg.sched, total_steps)
+
+    valid = ["val/loss", "val/acc"] if data.task.is_classification else ["val/loss", "val/mse"]
+    monitor = t.monitor if t.monitor != "auto" else valid[1 if data.task.is_classification else 0]
+    if monitor not in valid:
+        raise ConfigError(f"trainer.monitor={monitor}: not a metric of this run; choose from: auto, {', '.join(valid)}")
+    if t.test_with == "best" and not t.checkpoint:
+        raise ConfigError("trainer.test_with=best needs trainer.checkpoint=true (best weights live in best.pt)")
+    return Setup(cfg, device, data, model, loss_name, loss_fn, reg, optimizer, scheduler, batch_size,
+                 steps_per_epoch, total_steps, monitor, maximize=monitor.endswith("acc"))
+
+
+# ----------------------------------------------------------------------------- the steps
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The example order of one epoch: a pure function of (seed, epoch), so a resume replays it."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One optimizer step on a batch; returns (data loss, regularization term), both on the device."""
+    s.optimizer.zero_grad(set_to_none=True)
+    loss = s.loss_fn(s.model(x), y)
+    reg = s.reg() if s.reg is not None else None
+    (loss + reg if reg is not None else loss).backward()
+    if s.cfg.trainer.grad_clip > 0:
+        nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.trainer.grad_clip)
+    s.optimizer.step()
+    s.scheduler.step()
+    return loss.detach(), (reg.detach() if reg is not None else None)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, task: Task,
+             prefix: str, batch_size: int = 4096) -> dict[str, float]:
+    """Mean loss and acc (or mse) over a split, in eval mode; one host sync."""
+    was_training = model.training
+    model.eval()
+    n = len(x)
+    total_loss = torch.zeros((), device=x.device)
+    total_metric = torch.zeros((), device=x.device)
+    for i in range(0, n, batch_size):
+        z = model(x[i:i + batch_size])
+        yb = y[i:i + batch_size]
+        total_loss += loss_fn(z, yb) * len(yb)
+        total_metric += next(iter(losses.batch_metrics(z, yb, task).values()))
+    model.train(was_training)
+    loss, metric = (torch.stack([total_loss, total_metric]) / max(n, 1)).tolist()
+    return {f"{prefix}/loss": loss, f"{prefix}/{'acc' if task.is_classification else 'mse'}": metric}
+
+
+# ----------------------------------------------------------------------------- state and stopping
+@dataclass
+class TrainState:
+    step: int = 0
+    best_value: float | None = None
+    best_step: int = -1
+    bad_evals: int = 0  # evaluations without improvement, for early stopping
+    stop: str = ""  # why the loop ended early: early_stop, interrupted
+    last_eval: dict[str, float] = field(default_factory=dict)
+    last_train_loss: float = float("nan")
+    samples: int = 0  # examples seen in this process (for samples/s)
+    train_time: float = 0.0  # seconds spent in fit, this process
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "best_value": self.best_value, "best_step": self.best_step,
+                "bad_evals": self.bad_evals, "last_eval": dict(self.last_eval)}
+
+
+@contextmanager
+def stop_on_signal(state: TrainState):
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second one aborts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if state.stop == "interrupted":
+            raise KeyboardInterrupt
+        state.stop = "interrupted"
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+# ----------------------------------------------------------------------------- the loop
+def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | None, callbacks=()) -> None:
+    """Train from state.step to s.total_steps (or an early stop / interrupt), logging and checkpointing."""
+    t = s.cfg.trainer
+    train = s.data.train
+    bs, spe = s.batch_size, s.steps_per_epoch
+    running = torch.zeros(2, device=s.device)  # (sum of data losses, sum of reg terms) since the last log
+    since_log, t_log, t0 = 0, time.perf_counter(), time.perf_counter()
+    s.model.train()
+    with stop_on_signal(state):
+        while state.step < s.total_steps and not state.stop:
+            epoch, first = divmod(state.step, spe)
+            order = epoch_order(t.seed, epoch, len(train)).to(s.device, non_blocking=True)
+            for b in range(first, spe):
+                idx = order[b * bs:(b + 1) * bs]
+                loss, reg = train_step(s, train.x[idx], train.y[idx])
+                running[0] += loss
+                if reg is not None:
+                    running[1] += reg
+                state.step += 1
+                since_log += 1
+                state.samples += len(idx)
+                if state.step % t.log_every == 0:
+                    log_train(s, state, logger, running, since_log, time.perf_counter() - t_log, callbacks)
+                    running.zero_()
+                    since_log, t_log = 0, time.perf_counter()
+                if logger and t.hist_every and state.step % t.hist_every == 0:
+                    logger.histograms(state.step, s.model)
+                last = state.step >= s.total_steps
+                if (t.eval_every and state.step % t.eval_every == 0) or (not t.eval_every and b == spe - 1) or last:
+                    if since_log:  # no NaN may slip into a checkpoint unseen
+                        check_finite(running[0].item(), state)
+                    eval_and_checkpoint(s, state, logger, run_dir, callbacks)
+                if last or state.stop:
+                    break
+    state.train_time += time.perf_counter() - t0
+    if state.stop == "interrupted" and run_dir is not None and t.checkpoint:
+        save_checkpoint(s, state, run_dir / "checkpoints" / "last.pt")
+
+
+def check_finite(loss_sum: float, state: TrainState) -> None:
+    if not math.isfinite(loss_sum):
+        raise Diverged(f"the training loss became {loss_sum} at or before step {state.step}")
+
+
+def log_train(s: Setup, state: TrainState, logger, running: torch.Tensor, n_steps: int, seconds: float,
+              callbacks) -> None:
+    """train/loss (mean since the last log), lr, grad/norm, weights/<layer>/norm, perf/samples_per_s."""
+    params = [(name, p) for name, p in s.model.named_parameters()]
+    grads = [p.grad for _, p in params if p.grad is not None]
+    weights = [(name, p) for name, p in params if p.ndim > 1]
+    stacked = torch.cat([
+        running / n_steps,
+        torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).reshape(1) if grads
+        else torch.zeros(1, device=s.device),
+        torch.stack([p.detach().norm() for _, p in weights]) if weights else torch.zeros(0, device=s.device),
+    ]).tolist()  # the one host sync of this log step
+    check_finite(stacked[0], state)
+    state.last_train_loss = stacked[0]
+    scalars = {"train/loss": stacked[0]}
+    if s.reg is not None:
+        scalars["train/reg_loss"] = stacked[1]
+    scalars["lr"] = s.optimizer.param_groups[0]["lr"]
+    scalars["grad/norm"] = stacked[2]
+    for (name, _), value in zip(weights, stacked[3:], strict=True):
+        scalars[f"weights/{layer_name(name)}/norm"] = value
+    scalars["perf/samples_per_s"] = n_steps * s.batch_size / max(seconds, 1e-9)
+    scalars["epoch"] = state.step / s.steps_per_epoch
+    if logger:
+        logger.scalars(state.step, scalars)
+    for cb in callbacks:
+        getattr(cb, "on_log", lambda *a: None)(state.step, scalars)
+
+
+def layer_name(param_name: str) -> str:
+    """'layers.fc1.weight' -> 'fc1' (the name hooks and TensorBoard tags use)."""
+    name = param_name.removeprefix("layers.")
+    return name.removesuffix(".weight")
+
+
+def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | None, callbacks) -> None:
+    """Evaluate on val; keep `best`; write `last`; count evaluations without improvement."""
+    t = s.cfg.trainer
+    val = s.data.val
+    metrics = evaluate(s.model, val.x, val.y, s.loss_fn, s.task, "val")
+    check_finite(metrics["val/loss"], state)
+    state.last_eval = metrics
+    if logger:
+        logger.scalars(state.step, metrics)
+    value = metrics[s.monitor]
+    improved = state.best_value is None or (
+        value > state.best_value + t.min_delta if s.maximize else value < state.best_value - t.min_delta)
+    if improved:
+        state.best_value, state.best_step, state.bad_evals = value, state.step, 0
+    else:
+        state.bad_evals += 1
+    if run_dir is not None and t.checkpoint:
+        save_checkpoint(s, state, run_dir / "checkpoints" / "last.pt")
+        if improved:
+            save_checkpoint(s, state, run_dir / "checkpoints" / "best.pt")
+    for cb in callbacks:
+        getattr(cb, "on_eval", lambda *a: None)(state.step, state.step / s.steps_per_epoch, metrics)
+    if t.patience and state.bad_evals >= t.patience:
+        state.stop = "early_stop"
+
+
+def save_checkpoint(s: Setup, state: TrainState, path: Path) -> None:
+    ckpt.save(path, {
+        "model": s.model.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict(),
+        "state": state.as_dict(),
+        "rng": ckpt.rng_state(),
+        "config": flat(s.cfg),
+    })
+
+
+def restore(s: Setup, state: TrainState, run_dir: Path) -> None:
+    """Load `last.pt` of run_dir into the setup and state: model, optimizer, schedule, step, RNG."""
+    payload = ckpt.load(run_dir / "checkpoints" / "last.pt", s.device)
+    s.model.load_state_dict(payload["model"])
+    s.optimizer.load_state_dict(payload["optimizer"])
+    s.scheduler.load_state_dict(payload["scheduler"])
+    saved = payload["state"]
+    state.step, state.best_value = saved["step"], saved["best_value"]
+    state.best_step, state.bad_evals = saved["best_step"], saved["bad_evals"]
+    state.last_eval = dict(saved["last_eval"])
+    ckpt.set_rng_state({k: v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v]
+                        for k, v in payload["rng"].items()})
+
+
+# ----------------------------------------------------------------------------- the whole run
+def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict[str, Any]:
+    """Build, fit and test a config in a run directory; return the summary (also in summary.json).
+
+    Raises Diverged (exit 1) when the loss becomes NaN/inf; the last good checkpoint stays.
+    """
+    started = time.time()
+    s = build(cfg)
+    resumed = cfg.resume is not None
+    run_dir = Path(cfg.resume) if resumed else rundir.new_run_dir(cfg)
+    state = TrainState()
+    if resumed:
+        restore(s, state, run_dir)
+        rundir.truncate_metrics(run_dir, state.step)
+    rundir.write_start(run_dir, cfg, overrides, resumed)
+    logger = RunLogger(run_dir, purge_step=state.step + 1 if resumed else None)
+    logger.text("config", "    " + to_yaml(cfg).replace("\n", "\n    "))
+    n_params = models.count_parameters(s.model)
+    info = {"run_dir": str(run_dir), "total_steps": s.total_steps, "steps_per_epoch": s.steps_per_epoch,
+            "step": state.step, "params": n_params, "device": str(s.device), "loss": s.loss_name,
+            "resumed": resumed, "monitor": s.monitor}
+    summary = {"status": "running", **info, "name": rundir.run_name(cfg), "experiment": cfg.experiment,
+               "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))}
+    rundir.write_summary(run_dir, summary)
+    for cb in callbacks:
+        getattr(cb, "on_start", lambda *a: None)(info)
+
+    try:
+        fit(s, state, logger, run_dir, callbacks)
+        status = "interrupted" if state.stop == "interrupted" else "completed"
+        message = f"early stop: {s.monitor} did not improve for {state.bad_evals} evaluations" \
+            if state.stop == "early_stop" else ""
+    except Diverged as e:
+        status, message = "diverged", str(e)
+    except BaseException as e:  # keep the record straight, then let it propagate
+        summary.update(status="failed", message=f"{type(e).__name__}: {e}", step=state.step)
+        rundir.write_summary(run_dir, summary)
+        logger.close()
+        raise
+
+    metrics: dict[str, float] = {}
+    if status == "completed":
+        if s.cfg.trainer.test_with == "best" and state.best_step >= 0:
+            s.model.load_state_dict(ckpt.load(run_dir / "checkpoints" / "best.pt", s.device)["model"])
+        test = s.data.test
+        metrics.update(evaluate(s.model, test.x, test.y, s.loss_fn, s.task, "test"))
+        logger.scalars(state.step, metrics)
+    metrics.update(state.last_eval)
+    metrics["train/loss"] = state.last_train_loss
+    if state.best_value is not None:
+        metrics[f"best/{s.monitor}"] = state.best_value
+    if status == "completed":
+        logger.hparams(flat(cfg), {k: v for k, v in metrics.items() if k.split("/")[0] in ("test", "val")})
+    logger.close()
+
+    wall = time.time() - started
+    summary.update(
+        status=status, message=message, step=state.step, epoch=round(state.step / s.steps_per_epoch, 3),
+        metrics={k: v for k, v in metrics.items() if v == v}, best_step=state.best_step,
+        wall_time_s=round(wall, 3), train_time_s=round(state.train_time, 3),
+        samples_per_s=round(state.samples / state.train_time, 1) if state.train_time > 0 else None,
+        ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    rundir.write_summary(run_dir, summary)
+    for cb in callbacks:
+        getattr(cb, "on_end", lambda *a: None)(summary)
+    if status == "diverged":
+        last = run_dir / "checkpoints" / "last.pt"
+        kept = f"; last good checkpoint: {last}" if last.exists() else ""
+        raise Diverged(f"{message}{kept}; try a smaller optim.lr or trainer.grad_clip")
+    return summary

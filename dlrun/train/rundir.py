@@ -1,0 +1,109 @@
+"""The run directory: everything needed to read, compare and reproduce a run.
+
+    runs/<name>/<YYYY-MM-DD_HH-MM-SS>/
+        config.yaml  overrides.yaml  command.txt  versions.json
+        metrics.jsonl  summary.json  checkpoints/{last,best}.pt  events.out.tfevents.*
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlrun.config import Config, to_yaml
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write to a temporary file in the same directory, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_name(cfg: Config) -> str:
+    return cfg.name or cfg.experiment or f"{cfg.model.name}-{cfg.data.name}"
+
+
+def new_run_dir(cfg: Config) -> Path:
+    """runs/<name>/<timestamp>/, with a -1, -2, ... suffix when two runs start in the same second."""
+    parent = Path(cfg.runs_dir) / run_name(cfg)
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    for i in range(1000):
+        path = parent / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"cannot create a run directory under {parent}")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("dlrun", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf", "tensorboard"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        import torch
+
+        out["cuda"] = str(torch.version.cuda)
+    except ImportError:
+        pass
+    return out
+
+
+def write_start(path: Path, cfg: Config, overrides: list[str] | None, resumed: bool) -> None:
+    """config.yaml (resolved), overrides.yaml, command.txt (appended on resume), versions.json."""
+    atomic_write(path / "config.yaml", to_yaml(cfg))
+    if not resumed or not (path / "overrides.yaml").exists():
+        atomic_write(path / "overrides.yaml", yaml.safe_dump(list(overrides or []), default_flow_style=False))
+    with open(path / "command.txt", "a") as f:
+        f.write(" ".join(sys.argv) + "\n")
+    atomic_write(path / "versions.json", json.dumps(versions(), indent=2) + "\n")
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    atomic_write(path / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def read_summary(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((path / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """On resume, drop metrics.jsonl lines logged after the checkpoint's step."""
+    file = path / "metrics.jsonl"
+    if not file.exists():
+        return
+    keep = [line for line in file.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    atomic_write(file, "".join(line + "\n" for line in keep))
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Every run directory (one with a summary.json) under root, oldest first."""
+    root = Path(root)
+    runs = [p.parent for p in root.rglob("summary.json")]
+    return sorted(runs, key=lambda p: p.stat().st_mtime)
