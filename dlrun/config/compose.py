@@ -269,3 +269,14 @@ def _description(path: Path) -> str:
         if line and not line.startswith("#"):
             break
     return ""
+
+
+def defaults() -> dict[str, str]:
+    """The default option of each group, read from conf/config.yaml's defaults list."""
+    out: dict[str, str] = {}
+    for entry in OmegaConf.load(conf_dir() / "config.yaml").get("defaults", []):
+        if isinstance(entry, DictConfig):
+            for group, option in entry.items():
+                if option is not None:
+                    out[str(group)] = str(option)
+    return out

@@ -6,7 +6,7 @@ compose() turns into one line naming the full key.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from dlrun.errors import suggest
 
@@ -227,7 +227,7 @@ PROGRESS = ("auto", "bar", "lines", "none")
 class TrainerConfig:
     epochs: int = 30
     steps: int = 0  # if > 0, train for this many optimizer steps instead of `epochs`
-    batch_size: int = 64  # examples per step (optim=gd uses the whole train split)
+    batch_size: int = 32  # examples per step (optim=gd uses the whole train split)
     eval_every: int = 0  # steps between evaluations on val; 0 = once per epoch
     log_every: int = 20  # steps between train/loss, lr, grad/norm and weight-norm scalars
     hist_every: int = 200  # steps between weight and gradient histograms; 0 = off
@@ -239,6 +239,7 @@ class TrainerConfig:
     min_delta: float = 0.0  # smallest change of `monitor` that counts as an improvement
     test_with: str = "last"  # weights for the final test metrics: last or best
     checkpoint: bool = True  # write checkpoints/last.pt and best.pt
+    checkpoint_every: float = 60.0  # seconds between checkpoint writes at evaluations (and always at the end)
     progress: str = "auto"  # auto = a bar on a terminal, plain lines otherwise; bar, lines, none
 
     def __post_init__(self):
@@ -254,6 +255,7 @@ class TrainerConfig:
         check_range("patience", self.patience, 0)
         check_range("min_delta", self.min_delta, 0.0)
         check_choice("test_with", self.test_with, TEST_WITH)
+        check_range("checkpoint_every", self.checkpoint_every, 0.0)
         check_choice("progress", self.progress, PROGRESS)
 
 
@@ -270,10 +272,10 @@ class Config:
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     init: InitConfig = field(default_factory=InitConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    name: Optional[str] = None  # run name; default: the experiment's name or <model>-<data>
+    name: str | None = None  # run name; default: the experiment's name or <model>-<data>
     runs_dir: str = "runs"  # runs go to <runs_dir>/<name>/<timestamp>/
-    resume: Optional[str] = None  # a run directory to continue
-    experiment: Optional[str] = None  # set from `experiment=NAME`, recorded for the run directory
+    resume: str | None = None  # a run directory to continue
+    experiment: str | None = None  # set from `experiment=NAME`, recorded for the run directory
 
 
 # group -> option `name` -> schema. A group whose options share one schema maps every name to it.

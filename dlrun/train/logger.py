@@ -27,11 +27,27 @@ class RunLogger:
         record.update({k: (v if math.isfinite(v) else str(v)) for k, v in values.items()})
         self.jsonl.write(json.dumps(record) + "\n")
 
-    def histograms(self, step: int, model: torch.nn.Module) -> None:
+    def histograms(self, step: int, model: torch.nn.Module, bins: int = 30) -> None:
+        """Weights and gradients of every parameter, binned on the device (one host sync in all)."""
+        tensors = {}
         for name, p in model.named_parameters():
-            self.writer.add_histogram(f"hist/weights/{name}", p.detach(), step)
+            tensors[f"hist/weights/{name}"] = p.detach()
             if p.grad is not None:
-                self.writer.add_histogram(f"hist/grads/{name}", p.grad.detach(), step)
+                tensors[f"hist/grads/{name}"] = p.grad.detach()
+        rows = []
+        for t in tensors.values():
+            t = t.flatten().float()
+            lo, hi = t.min(), t.max()
+            scaled = (t - lo) / (hi - lo).clamp_min(1e-12) * bins  # bin index, on the device
+            counts = torch.bincount(scaled.long().clamp(0, bins - 1), minlength=bins).float()
+            rows.append(torch.cat([torch.stack([lo, hi, t.sum(), t.pow(2).sum()]), counts]))
+        for tag, row in zip(tensors, torch.stack(rows).tolist() if rows else [], strict=True):
+            lo, hi, total, squares, counts = row[0], row[1], row[2], row[3], row[4:]
+            width = (hi - lo) / bins if hi > lo else 1.0
+            limits = [lo + width * (i + 1) for i in range(bins)]
+            self.writer.add_histogram_raw(tag, min=lo, max=hi, num=int(sum(counts)), sum=total,
+                                          sum_squares=squares, bucket_limits=limits, bucket_counts=counts,
+                                          global_step=step)
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)

@@ -157,6 +157,8 @@ class TrainState:
     last_train_loss: float = float("nan")
     samples: int = 0  # examples seen in this process (for samples/s)
     train_time: float = 0.0  # seconds spent in fit, this process
+    best_weights: dict[str, torch.Tensor] | None = None  # in memory; written to best.pt with `last`
+    last_save: float = field(default_factory=time.perf_counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.step, "best_value": self.best_value, "best_step": self.best_step,
@@ -189,7 +191,8 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
     t = s.cfg.trainer
     train = s.data.train
     bs, spe = s.batch_size, s.steps_per_epoch
-    running = torch.zeros(2, device=s.device)  # (sum of data losses, sum of reg terms) since the last log
+    loss_sum = torch.zeros((), device=s.device)  # sums since the last log, kept on the device (no sync)
+    reg_sum = torch.zeros((), device=s.device)
     since_log, t_log, t0 = 0, time.perf_counter(), time.perf_counter()
     s.model.train()
     with stop_on_signal(state):
@@ -199,28 +202,29 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
             for b in range(first, spe):
                 idx = order[b * bs:(b + 1) * bs]
                 loss, reg = train_step(s, train.x[idx], train.y[idx])
-                running[0] += loss
+                loss_sum += loss
                 if reg is not None:
-                    running[1] += reg
+                    reg_sum += reg
                 state.step += 1
                 since_log += 1
                 state.samples += len(idx)
                 if state.step % t.log_every == 0:
-                    log_train(s, state, logger, running, since_log, time.perf_counter() - t_log, callbacks)
-                    running.zero_()
+                    log_train(s, state, logger, loss_sum, reg_sum, since_log, time.perf_counter() - t_log, callbacks)
+                    loss_sum.zero_()
+                    reg_sum.zero_()
                     since_log, t_log = 0, time.perf_counter()
                 if logger and t.hist_every and state.step % t.hist_every == 0:
                     logger.histograms(state.step, s.model)
                 last = state.step >= s.total_steps
                 if (t.eval_every and state.step % t.eval_every == 0) or (not t.eval_every and b == spe - 1) or last:
                     if since_log:  # no NaN may slip into a checkpoint unseen
-                        check_finite(running[0].item(), state)
+                        check_finite(loss_sum.item(), state)
                     eval_and_checkpoint(s, state, logger, run_dir, callbacks)
                 if last or state.stop:
                     break
     state.train_time += time.perf_counter() - t0
-    if state.stop == "interrupted" and run_dir is not None and t.checkpoint:
-        save_checkpoint(s, state, run_dir / "checkpoints" / "last.pt")
+    if run_dir is not None and t.checkpoint:  # at the end, an early stop or an interrupt (not a divergence)
+        save_checkpoints(s, state, run_dir)
 
 
 def check_finite(loss_sum: float, state: TrainState) -> None:
@@ -228,14 +232,14 @@ def check_finite(loss_sum: float, state: TrainState) -> None:
         raise Diverged(f"the training loss became {loss_sum} at or before step {state.step}")
 
 
-def log_train(s: Setup, state: TrainState, logger, running: torch.Tensor, n_steps: int, seconds: float,
-              callbacks) -> None:
+def log_train(s: Setup, state: TrainState, logger, loss_sum: torch.Tensor, reg_sum: torch.Tensor, n_steps: int,
+              seconds: float, callbacks) -> None:
     """train/loss (mean since the last log), lr, grad/norm, weights/<layer>/norm, perf/samples_per_s."""
     params = [(name, p) for name, p in s.model.named_parameters()]
     grads = [p.grad for _, p in params if p.grad is not None]
     weights = [(name, p) for name, p in params if p.ndim > 1]
     stacked = torch.cat([
-        running / n_steps,
+        torch.stack([loss_sum, reg_sum]) / n_steps,
         torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).reshape(1) if grads
         else torch.zeros(1, device=s.device),
         torch.stack([p.detach().norm() for _, p in weights]) if weights else torch.zeros(0, device=s.device),
@@ -277,27 +281,34 @@ def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | Non
         value > state.best_value + t.min_delta if s.maximize else value < state.best_value - t.min_delta)
     if improved:
         state.best_value, state.best_step, state.bad_evals = value, state.step, 0
+        if t.checkpoint:
+            state.best_weights = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
     else:
         state.bad_evals += 1
-    if run_dir is not None and t.checkpoint:
-        save_checkpoint(s, state, run_dir / "checkpoints" / "last.pt")
-        if improved:
-            save_checkpoint(s, state, run_dir / "checkpoints" / "best.pt")
+    if run_dir is not None and t.checkpoint and time.perf_counter() - state.last_save >= t.checkpoint_every:
+        save_checkpoints(s, state, run_dir)
     for cb in callbacks:
         getattr(cb, "on_eval", lambda *a: None)(state.step, state.step / s.steps_per_epoch, metrics)
     if t.patience and state.bad_evals >= t.patience:
         state.stop = "early_stop"
 
 
-def save_checkpoint(s: Setup, state: TrainState, path: Path) -> None:
-    ckpt.save(path, {
-        "model": s.model.state_dict(),
-        "optimizer": s.optimizer.state_dict(),
-        "scheduler": s.scheduler.state_dict(),
-        "state": state.as_dict(),
-        "rng": ckpt.rng_state(),
-        "config": flat(s.cfg),
-    })
+def save_checkpoints(s: Setup, state: TrainState, run_dir: Path, last: bool = True) -> None:
+    """last.pt: everything a resume needs; best.pt: the best weights so far (if new since the last write)."""
+    if last:
+        ckpt.save(run_dir / "checkpoints" / "last.pt", {
+            "model": s.model.state_dict(),
+            "optimizer": s.optimizer.state_dict(),
+            "scheduler": s.scheduler.state_dict(),
+            "state": state.as_dict(),
+            "rng": ckpt.rng_state(),
+            "config": flat(s.cfg),
+        })
+    if state.best_weights is not None:
+        ckpt.save(run_dir / "checkpoints" / "best.pt", {
+            "model": state.best_weights, "state": state.as_dict(), "config": flat(s.cfg)})
+        state.best_weights = None  # written; test_with=best reads it back
+    state.last_save = time.perf_counter()
 
 
 def restore(s: Setup, state: TrainState, run_dir: Path) -> None:
@@ -341,6 +352,7 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
     for cb in callbacks:
         getattr(cb, "on_start", lambda *a: None)(info)
 
+    fit_start = time.perf_counter()
     try:
         fit(s, state, logger, run_dir, callbacks)
         status = "interrupted" if state.stop == "interrupted" else "completed"
@@ -348,6 +360,9 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
             if state.stop == "early_stop" else ""
     except Diverged as e:
         status, message = "diverged", str(e)
+        state.train_time = time.perf_counter() - fit_start
+        if s.cfg.trainer.checkpoint:
+            save_checkpoints(s, state, run_dir, last=False)  # the best weights are still good
     except BaseException as e:  # keep the record straight, then let it propagate
         summary.update(status="failed", message=f"{type(e).__name__}: {e}", step=state.step)
         rundir.write_summary(run_dir, summary)

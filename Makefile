@@ -1,0 +1,39 @@
+# dlrun: `make train` installs and trains the default config; `make test` installs and runs the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_VERSION ?= 2.13.0
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test lint tb bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(BIN)/dlrun: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install torch==$(TORCH_VERSION)
+	$(BIN)/pip install -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/dlrun  ## create .venv with torch $(TORCH_VERSION) and dlrun (editable, with dev extras)
+
+train: install  ## install, then train the default config (an MLP on digits)
+	$(BIN)/dlrun train
+
+test: install  ## install, then run the test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff
+	$(BIN)/ruff check dlrun tests
+	$(BIN)/ruff format --check dlrun tests
+
+tb: install  ## TensorBoard on runs/
+	$(BIN)/tensorboard --logdir runs
+
+bench: install  ## time dlrun's trainer against a hand-written loop (prints the ratio)
+	$(BIN)/python -m dlrun.bench
+
+clean:  ## remove .venv and caches (runs/ stays)
+	rm -rf $(VENV) .pytest_cache .ruff_cache
