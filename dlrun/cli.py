@@ -24,7 +24,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
 OVERRIDES_HELP = "Overrides in Hydra's grammar: group=option (model=mlp), key=value (optim.lr=3e-3, model.hidden=[64,64])."
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -76,7 +75,7 @@ def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP
     from dlrun.train import progress
     from dlrun.train import train as run_training
 
-    view = progress.make(cfg.trainer.progress, console)
+    view = progress.make(cfg.trainer.progress, Console())
     try:
         summary = run_training(cfg, callbacks=[view] if view else [], overrides=overrides)
     finally:
@@ -90,6 +89,7 @@ def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP
 
 
 def _print_summary(summary: dict) -> None:
+    console = Console()
     table = Table(title=f"{summary['name']}: {summary['status']}", show_header=True, header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -137,7 +137,7 @@ def list_(group: str | None = typer.Argument(None, help="Show only this group (m
             mark = " *" if chosen.get(g) == name else ""
             table.add_row(g if i == 0 else "", name + mark, desc)
         table.add_section()
-    console.print(table)
+    Console().print(table)
 
 
 @app.command(epilog="[bold]Examples[/]\n\n  dlrun runs\n\n  dlrun runs runs/mlp-xor")
@@ -161,7 +161,7 @@ def runs(directory: Path = typer.Argument(Path("runs"), help="A folder of runs (
         status = r["status"]
         table.add_row(r["run"], f"[{colors.get(status, 'white')}]{status}[/]", str(r["step"]), *cells,
                       f"{r['wall_time_s']:.1f} s" if r.get("wall_time_s") is not None else "")
-    console.print(table)
+    Console().print(table)
 
 
 def main(argv: list[str] | None = None) -> None:

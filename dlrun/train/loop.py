@@ -82,6 +82,8 @@ def build(cfg: Config) -> Setup:
     """Data, model, loss, optimizer and schedule for a config; the model is seeded by trainer.seed."""
     t = cfg.trainer
     device = resolve_device(t.device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
     data = build_data(cfg.data).to(device)
     loss_name, loss_fn = losses.build(cfg.loss, data.task)
     torch.manual_seed(t.seed)
@@ -208,17 +210,17 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
                 state.step += 1
                 since_log += 1
                 state.samples += len(idx)
-                if state.step % t.log_every == 0:
+                last = state.step >= s.total_steps
+                evaluate_now = (state.step % t.eval_every == 0) if t.eval_every else (b == spe - 1 or last)
+                # log at the cadence, and before every evaluation so no NaN slips into a checkpoint unseen
+                if state.step % t.log_every == 0 or evaluate_now or last:
                     log_train(s, state, logger, loss_sum, reg_sum, since_log, time.perf_counter() - t_log, callbacks)
                     loss_sum.zero_()
                     reg_sum.zero_()
                     since_log, t_log = 0, time.perf_counter()
                 if logger and t.hist_every and state.step % t.hist_every == 0:
                     logger.histograms(state.step, s.model)
-                last = state.step >= s.total_steps
-                if (t.eval_every and state.step % t.eval_every == 0) or (not t.eval_every and b == spe - 1) or last:
-                    if since_log:  # no NaN may slip into a checkpoint unseen
-                        check_finite(loss_sum.item(), state)
+                if evaluate_now or last:
                     eval_and_checkpoint(s, state, logger, run_dir, callbacks)
                 if last or state.stop:
                     break
@@ -315,8 +317,16 @@ def restore(s: Setup, state: TrainState, run_dir: Path) -> None:
     """Load `last.pt` of run_dir into the setup and state: model, optimizer, schedule, step, RNG."""
     payload = ckpt.load(run_dir / "checkpoints" / "last.pt", s.device)
     s.model.load_state_dict(payload["model"])
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in s.optimizer.param_groups]
+    base_lrs = list(s.scheduler.base_lrs)
     s.optimizer.load_state_dict(payload["optimizer"])
     s.scheduler.load_state_dict(payload["scheduler"])
+    # hyperparameters come from the config, not the checkpoint: a resume may change optim.lr
+    s.scheduler.base_lrs = base_lrs
+    for i, (group, hyper) in enumerate(zip(s.optimizer.param_groups, fresh, strict=True)):
+        group.update(hyper)
+        group["lr"] = base_lrs[i] * s.scheduler.lr_lambdas[i](s.scheduler.last_epoch)
+    s.scheduler._last_lr = [g["lr"] for g in s.optimizer.param_groups]
     saved = payload["state"]
     state.step, state.best_value = saved["step"], saved["best_value"]
     state.best_step, state.bad_evals = saved["best_step"], saved["bad_evals"]

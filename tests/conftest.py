@@ -1,0 +1,18 @@
+"""Shared fixtures: every test that trains writes its runs under a temporary directory."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A fresh runs directory; pass `f"runs_dir={runs}"` to compose / the CLI."""
+    path = tmp_path / "runs"
+    path.mkdir()
+    return path
+
+
+def quick(runs, *overrides: str) -> list[str]:
+    """Overrides for a short, quiet run under `runs`."""
+    return [f"runs_dir={runs}", "trainer.progress=none", "trainer.hist_every=0", *overrides]

@@ -1,0 +1,143 @@
+"""The command line: exit statuses, one-line errors, lazy imports, and the read-only commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from dlrun.cli import app
+from tests.conftest import quick
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "from dlrun.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+        "print('HYDRA' if 'hydra' in sys.modules else 'NO-HYDRA')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "Usage" in out and "train" in out
+    assert "NO-TORCH" in out and "NO-HYDRA" in out
+
+
+@pytest.mark.parametrize("command", ["train", "config", "list", "runs"])
+def test_every_command_has_help_with_examples(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Examples" in result.output and f"dlrun {command}" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["model=nope"], "model=nope"),
+        (["optim.lr=abc"], "optim.lr"),
+        (["trainer.epochs=-1"], "trainer.epochs"),
+        (["model.hidden=[0]"], "model.hidden"),
+        (["model.hiden=[64]"], "model.hiden"),
+        (["loss=bce"], "loss=bce"),  # binary loss on a 10-class dataset: caught before training
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, key, runs):
+    result = subprocess.run(
+        [sys.executable, "-m", "dlrun.cli", "train", f"runs_dir={runs}", *args], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not any(runs.rglob("summary.json"))  # nothing half-started
+
+
+def test_config_prints_resolved_yaml():
+    result = runner.invoke(app, ["config", "model=linear", "optim=sgd", "optim.lr=0.5"])
+    assert result.exit_code == 0
+    assert "hidden: []" in result.output and "name: sgd" in result.output and "lr: 0.5" in result.output
+
+
+def test_list_shows_groups_options_and_descriptions():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for word in (
+        "model",
+        "data",
+        "loss",
+        "optim",
+        "sched",
+        "regularizer",
+        "init",
+        "trainer",
+        "experiment",
+        "digits",
+        "xor",
+        "adam",
+        "cosine",
+        "glorot_uniform",
+        "xor_hidden",
+    ):
+        assert word in result.output
+    one = runner.invoke(app, ["list", "optim"])
+    assert "rmsprop" in one.output and "digits" not in one.output
+    bad = runner.invoke(app, ["list", "optimm"])
+    assert bad.exit_code == 2 and "did you mean 'optim'" in bad.output
+
+
+def test_train_then_runs_table(runs):
+    result = runner.invoke(app, ["train", *quick(runs, "data=iris", "trainer.epochs=3", "name=iris-check")])
+    assert result.exit_code == 0, result.output
+    assert "test/acc" in result.output and "run directory" in result.output
+    table = runner.invoke(app, ["runs", str(runs)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0
+    assert "iris-check" in table.output and "completed" in table.output and "test/acc" in table.output
+    summary = json.loads(next(runs.rglob("summary.json")).read_text())
+    assert summary["status"] == "completed" and 0.0 <= summary["metrics"]["test/acc"] <= 1.0
+
+
+def test_runs_on_missing_directory_exits_2(tmp_path):
+    result = runner.invoke(app, ["runs", str(tmp_path / "nowhere")])
+    assert result.exit_code == 2 and "no such directory" in result.output
+
+
+def test_plain_lines_when_not_a_terminal(runs):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlrun.cli",
+            "train",
+            f"runs_dir={runs}",
+            "data=iris",
+            "trainer.epochs=2",
+            "trainer.hist_every=0",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert len(lines) == 2 and "val/acc" in lines[0]
+    assert "\r" not in result.stdout and "\x1b[?25l" not in result.stdout  # no progress-bar redraws
+
+
+def test_step_activation_warns_that_gradient_is_zero(runs):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlrun.cli",
+            "train",
+            *quick(runs, "data=iris", "model.activation=step", "model.hidden=[8]", "trainer.epochs=1"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0
+    assert "warning: model.activation=step" in result.stderr and "gradient is zero" in result.stderr
