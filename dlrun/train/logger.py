@@ -53,11 +53,16 @@ class RunLogger:
         self.writer.add_text(tag, text, step)
 
     def hparams(self, params: dict[str, Any], metrics: dict[str, float]) -> None:
-        """The HParams entry: config values and the run's real final metrics (logged as scalars too)."""
+        """The HParams entry of this run: its config values, and its final metrics as scalars.
+
+        Only the session summaries are written, not an experiment summary: TensorBoard then builds
+        the HParams table from every run under its logdir (one experiment summary per run would
+        make it show only the first run's columns).
+        """
         clean = {k: (v if isinstance(v, bool | int | float | str) else str(v)) for k, v in params.items()}
-        exp, ssi, sei = hparams_summary(clean, metrics)
-        for summary in (exp, ssi, sei):
-            self.writer.file_writer.add_summary(summary)
+        _, session_start, session_end = hparams_summary(clean, metrics)
+        self.writer.file_writer.add_summary(session_start)
+        self.writer.file_writer.add_summary(session_end)
 
     def close(self) -> None:
         self.writer.flush()

@@ -343,6 +343,7 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
     """
     started = time.time()
     s = build(cfg)
+    cfg.loss.name = s.loss_name  # record what ran: loss=auto resolved from the task
     resumed = cfg.resume is not None
     run_dir = Path(cfg.resume) if resumed else rundir.new_run_dir(cfg)
     state = TrainState()
