@@ -32,7 +32,7 @@ def raw_loop(cfg, epochs: int) -> float:
     for epoch in range(epochs):
         order = epoch_order(cfg.trainer.seed, epoch, len(x))
         for i in range(0, len(x), bs):
-            idx = order[i:i + bs]
+            idx = order[i : i + bs]
             opt.zero_grad(set_to_none=True)
             loss = losses.cross_entropy(model(x[idx]), y[idx])
             loss.backward()
@@ -66,12 +66,16 @@ def main() -> None:
         raw.append(raw_loop(make(), args.epochs))
         ours.append(dlrun_fit(make()))
     ratios = [o / r for o, r in zip(ours, raw, strict=True)]
-    print(f"MLP 64-256-256-10 on digits, {args.epochs} epochs, batch 32, Adam, {torch.get_num_threads()} threads, "
-          f"{args.repeats} repeats")
+    print(
+        f"MLP 64-256-256-10 on digits, {args.epochs} epochs, batch 32, Adam, {torch.get_num_threads()} threads, "
+        f"{args.repeats} repeats"
+    )
     print(f"raw PyTorch loop : {statistics.median(raw):.3f} s (median; min {min(raw):.3f}, max {max(raw):.3f})")
     print(f"dlrun trainer    : {statistics.median(ours):.3f} s (median; min {min(ours):.3f}, max {max(ours):.3f})")
-    print(f"ratio dlrun/raw  : {statistics.median(ratios):.3f} (median of pairs; min {min(ratios):.3f}, "
-          f"max {max(ratios):.3f}); ratio of the fastest runs {min(ours) / min(raw):.3f}")
+    print(
+        f"ratio dlrun/raw  : {statistics.median(ratios):.3f} (median of pairs; min {min(ratios):.3f}, "
+        f"max {max(ratios):.3f}); ratio of the fastest runs {min(ours) / min(raw):.3f}"
+    )
 
 
 if __name__ == "__main__":

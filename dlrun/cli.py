@@ -24,7 +24,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-OVERRIDES_HELP = "Overrides in Hydra's grammar: group=option (model=mlp), key=value (optim.lr=3e-3, model.hidden=[64,64])."
+OVERRIDES_HELP = (
+    "Overrides in Hydra's grammar: group=option (model=mlp), key=value (optim.lr=3e-3, model.hidden=[64,64])."
+)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -57,14 +59,18 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
 
 
-@app.command(context_settings=PASS_THROUGH, epilog=(
-    "[bold]Examples[/]\n\n"
-    "  dlrun train                                   [dim]# MLP on digits[/]\n\n"
-    "  dlrun train model=linear data=xor             [dim]# logistic regression on XOR[/]\n\n"
-    "  dlrun train model.hidden=[64,64] optim=sgd optim.lr=0.1 trainer.epochs=50\n\n"
-    "  dlrun train data=diabetes                     [dim]# regression: MSE, logs val/mse[/]\n\n"
-    "  dlrun train experiment=xor_hidden\n\n"
-    "  dlrun train resume=runs/mlp-digits/2026-01-01_12-00-00 trainer.epochs=60"))
+@app.command(
+    context_settings=PASS_THROUGH,
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun train                                   [dim]# MLP on digits[/]\n\n"
+        "  dlrun train model=linear data=xor             [dim]# logistic regression on XOR[/]\n\n"
+        "  dlrun train model.hidden=[64,64] optim=sgd optim.lr=0.1 trainer.epochs=50\n\n"
+        "  dlrun train data=diabetes                     [dim]# regression: MSE, logs val/mse[/]\n\n"
+        "  dlrun train experiment=xor_hidden\n\n"
+        "  dlrun train resume=runs/mlp-digits/2026-01-01_12-00-00 trainer.epochs=60"
+    ),
+)
 @handle_errors
 def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)):
     """Train a model; the run goes to [bold]runs/<name>/<time>/[/] (config, metrics, checkpoints, TensorBoard)."""
@@ -83,8 +89,10 @@ def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP
             view.close()
     _print_summary(summary)
     if summary["status"] == "interrupted":
-        print(f"interrupted at step {summary['step']}; continue with: dlrun train resume={summary['run_dir']}",
-              file=sys.stderr)
+        print(
+            f"interrupted at step {summary['step']}; continue with: dlrun train resume={summary['run_dir']}",
+            file=sys.stderr,
+        )
         raise typer.Exit(130)
 
 
@@ -107,11 +115,15 @@ def _print_summary(summary: dict) -> None:
     console.print(f"tensorboard --logdir {Path(summary['run_dir']).parent.parent}", highlight=False, soft_wrap=True)
 
 
-@app.command(context_settings=PASS_THROUGH, epilog=(
-    "[bold]Examples[/]\n\n"
-    "  dlrun config\n\n"
-    "  dlrun config model=linear data=iris optim=sgd\n\n"
-    "  dlrun config experiment=xor_hidden"))
+@app.command(
+    context_settings=PASS_THROUGH,
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun config\n\n"
+        "  dlrun config model=linear data=iris optim=sgd\n\n"
+        "  dlrun config experiment=xor_hidden"
+    ),
+)
 @handle_errors
 def config(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)):
     """Print the composed, validated config as YAML (nothing is trained)."""
@@ -150,8 +162,11 @@ def runs(directory: Path = typer.Argument(Path("runs"), help="A folder of runs (
     if not rows:
         print(f"no runs under {directory} (a run has a summary.json)")
         return
-    metric_keys = [k for k in ("test/acc", "test/mse", "test/loss", "val/acc", "val/mse", "val/loss")
-                   if any(k in r["metrics"] for r in rows)]
+    metric_keys = [
+        k
+        for k in ("test/acc", "test/mse", "test/loss", "val/acc", "val/mse", "val/loss")
+        if any(k in r["metrics"] for r in rows)
+    ]
     table = Table(show_header=True, header_style="bold")
     for col in ("run", "status", "steps", *metric_keys, "time"):
         table.add_column(col, justify="left" if col in ("run", "status") else "right")
@@ -159,8 +174,13 @@ def runs(directory: Path = typer.Argument(Path("runs"), help="A folder of runs (
     for r in rows:
         cells = [f"{r['metrics'][k]:.4f}" if k in r["metrics"] else "" for k in metric_keys]
         status = r["status"]
-        table.add_row(r["run"], f"[{colors.get(status, 'white')}]{status}[/]", str(r["step"]), *cells,
-                      f"{r['wall_time_s']:.1f} s" if r.get("wall_time_s") is not None else "")
+        table.add_row(
+            r["run"],
+            f"[{colors.get(status, 'white')}]{status}[/]",
+            str(r["step"]),
+            *cells,
+            f"{r['wall_time_s']:.1f} s" if r.get("wall_time_s") is not None else "",
+        )
     Console().print(table)
 
 

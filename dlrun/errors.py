@@ -12,7 +12,6 @@ def suggest(word: str, choices) -> str:
     return f" did you mean '{match[0]}'?" if len(match) == 1 else ""
 
 
-
 class DlrunError(Exception):
     """A failure the user can act on; `exit_code` is what the CLI exits with."""
 

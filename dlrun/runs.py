@@ -19,12 +19,14 @@ def collect(root: Path | str) -> list[dict[str, Any]]:
         summary = read_summary(path)
         if summary is None:
             continue
-        rows.append({
-            "run": str(path.relative_to(root)) if path != root else str(path),
-            "path": str(path),
-            "status": summary.get("status", "?"),
-            "step": summary.get("step", 0),
-            "metrics": summary.get("metrics", {}),
-            "wall_time_s": summary.get("wall_time_s"),
-        })
+        rows.append(
+            {
+                "run": str(path.relative_to(root)) if path != root else str(path),
+                "path": str(path),
+                "status": summary.get("status", "?"),
+                "step": summary.get("step", 0),
+                "metrics": summary.get("metrics", {}),
+                "wall_time_s": summary.get("wall_time_s"),
+            }
+        )
     return rows

@@ -134,7 +134,9 @@ def validate(raw: dict[str, Any] | DictConfig) -> Config:
     unknown = [k for k in raw if k not in GROUPS and k not in _META_KEYS]
     if unknown:
         valid = list(GROUPS) + list(_META_KEYS)
-        raise ConfigError(f"{unknown[0]}: unknown top-level key;{suggest(unknown[0], valid)} valid keys: {', '.join(valid)}")
+        raise ConfigError(
+            f"{unknown[0]}: unknown top-level key;{suggest(unknown[0], valid)} valid keys: {', '.join(valid)}"
+        )
     typed = {group: _typed_group(group, raw.get(group) or {}) for group in GROUPS}
     meta = {k: raw.get(k) for k in _META_KEYS if k in raw}
     try:
@@ -149,7 +151,9 @@ def _schema_for(group: str, node: dict[str, Any]) -> type:
     name = node.get("name")
     options = SCHEMAS[group]
     if name not in options:
-        raise ConfigError(f"{group}.name: unknown '{name}';{suggest(str(name), list(options))} choose from: {', '.join(options)}")
+        raise ConfigError(
+            f"{group}.name: unknown '{name}';{suggest(str(name), list(options))} choose from: {', '.join(options)}"
+        )
     return options[name]
 
 
@@ -231,7 +235,9 @@ def load_run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: b
     for o in parsed:
         key = o.key_or_group
         if key in GROUPS or key == "experiment":
-            raise ConfigError(f"{o.input_line}: a resumed run keeps its {key}; change values only (e.g. trainer.epochs=8)")
+            raise ConfigError(
+                f"{o.input_line}: a resumed run keeps its {key}; change values only (e.g. trainer.epochs=8)"
+            )
         if o.is_sweep_override():
             raise ConfigError(f"{o.input_line}: a sweep cannot resume a run")
         try:
@@ -240,7 +246,9 @@ def load_run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: b
             parent, _, leaf = key.rpartition(".")
             sub = OmegaConf.select(node, parent) if parent else node
             keys = sorted(sub.keys()) if isinstance(sub, DictConfig) else []
-            raise ConfigError(f"{key}: unknown key;{suggest(leaf, keys)} valid keys: {', '.join(map(str, keys))}") from None
+            raise ConfigError(
+                f"{key}: unknown key;{suggest(leaf, keys)} valid keys: {', '.join(map(str, keys))}"
+            ) from None
     cfg = validate(OmegaConf.to_container(node))
     if resume:
         cfg.resume = str(run_dir)
@@ -253,7 +261,9 @@ def list_options(group: str | None = None) -> dict[str, list[tuple[str, str]]]:
     groups = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     if group is not None:
         if group not in groups:
-            raise ConfigError(f"{group}: unknown config group;{suggest(group, groups)} choose from: {', '.join(groups)}")
+            raise ConfigError(
+                f"{group}: unknown config group;{suggest(group, groups)} choose from: {', '.join(groups)}"
+            )
         groups = [group]
     out = {}
     for g in groups:

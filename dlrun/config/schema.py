@@ -31,10 +31,18 @@ def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise FieldError(key, f"'{value}' is not valid;{suggest(value, choices)} choose from: {', '.join(choices)}")
 
 
-def check_range(key: str, value: float, lo: float | None = None, hi: float | None = None, *,
-                lo_open: bool = False, hi_open: bool = False) -> None:
+def check_range(
+    key: str,
+    value: float,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    lo_open: bool = False,
+    hi_open: bool = False,
+) -> None:
     bad = (lo is not None and (value < lo or (lo_open and value == lo))) or (
-        hi is not None and (value > hi or (hi_open and value == hi)))
+        hi is not None and (value > hi or (hi_open and value == hi))
+    )
     if bad:
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"

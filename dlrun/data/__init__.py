@@ -1,7 +1,7 @@
 """Datasets as tensors on the training device, with the task metadata models and losses need.
 
-    data = build(cfg.data)          # a Dataset: train / val / test splits + task
-    data = data.to("cuda")          # small sets live on the device, batched by index
+data = build(cfg.data)          # a Dataset: train / val / test splits + task
+data = data.to("cuda")          # small sets live on the device, batched by index
 """
 
 from __future__ import annotations

@@ -10,9 +10,15 @@ from sklearn.model_selection import train_test_split
 from dlrun.data import DATASETS, Dataset, Split, Task
 
 
-def split_and_standardize(name: str, x: np.ndarray, y: np.ndarray, kind: str, cfg,
-                          input_shape: tuple[int, ...] | None = None,
-                          class_names: tuple[str, ...] = ()) -> Dataset:
+def split_and_standardize(
+    name: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    kind: str,
+    cfg,
+    input_shape: tuple[int, ...] | None = None,
+    class_names: tuple[str, ...] = (),
+) -> Dataset:
     """Seeded train/val/test split (stratified for classification), standardization fitted on train.
 
     x: (N, ...) features; y: (N,) labels or (N,) / (N, K) regression targets.
@@ -20,12 +26,12 @@ def split_and_standardize(name: str, x: np.ndarray, y: np.ndarray, kind: str, cf
     n = len(x)
     stratify = y if kind != "regression" else None
     idx = np.arange(n)
-    rest, test = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.seed,
-                                  stratify=stratify)
+    rest, test = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.seed, stratify=stratify)
     val_size = cfg.val_fraction / (1.0 - cfg.test_fraction)
     if cfg.val_fraction > 0:
-        train, val = train_test_split(rest, test_size=val_size, random_state=cfg.seed,
-                                      stratify=None if stratify is None else y[rest])
+        train, val = train_test_split(
+            rest, test_size=val_size, random_state=cfg.seed, stratify=None if stratify is None else y[rest]
+        )
     else:
         train, val = rest, rest[:0]
 
@@ -55,9 +61,14 @@ def split_and_standardize(name: str, x: np.ndarray, y: np.ndarray, kind: str, cf
 
     shape = input_shape or tuple(x.shape[1:])
     x_t = torch.tensor(x, dtype=torch.float32).reshape(n, *shape)
-    task = Task(kind=kind, input_shape=shape, n_classes=n_classes, n_targets=n_targets,
-                value_range=(float(x_t[train].min()), float(x_t[train].max())),
-                class_names=class_names)
+    task = Task(
+        kind=kind,
+        input_shape=shape,
+        n_classes=n_classes,
+        n_targets=n_targets,
+        value_range=(float(x_t[train].min()), float(x_t[train].max())),
+        class_names=class_names,
+    )
     pick = lambda i: Split(x_t[i], y_t[i])  # noqa: E731
     return Dataset(name, task, pick(train), pick(val), pick(test), stats)
 
@@ -116,8 +127,9 @@ def spirals(cfg) -> Dataset:
 
 @DATASETS.register("blobs", "Isotropic Gaussian blobs in 2-D")
 def blobs(cfg) -> Dataset:
-    x, y = skd.make_blobs(cfg.n_samples, n_features=2, centers=cfg.classes, cluster_std=cfg.noise,
-                          random_state=cfg.seed)
+    x, y = skd.make_blobs(
+        cfg.n_samples, n_features=2, centers=cfg.classes, cluster_std=cfg.noise, random_state=cfg.seed
+    )
     return split_and_standardize("blobs", x, y, "binary" if cfg.classes == 2 else "multiclass", cfg)
 
 

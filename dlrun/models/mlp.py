@@ -17,8 +17,15 @@ class MLP(nn.Module):
     Layer names (fc1, act1, ..., out) are what `weights/<layer>/norm` and hooks refer to.
     """
 
-    def __init__(self, in_features: int, hidden: list[int], out_features: int, activation: str = "relu",
-                 dropout: float = 0.0, norm: str = "none"):
+    def __init__(
+        self,
+        in_features: int,
+        hidden: list[int],
+        out_features: int,
+        activation: str = "relu",
+        dropout: float = 0.0,
+        norm: str = "none",
+    ):
         super().__init__()
         layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
         width = in_features

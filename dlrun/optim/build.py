@@ -33,8 +33,7 @@ def momentum(params, cfg):
 @OPTIMIZERS.register("nesterov")
 def nesterov(params, cfg):
     """SGD with Nesterov momentum."""
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
-                           weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
 
 
 @OPTIMIZERS.register("adagrad")
@@ -52,15 +51,15 @@ def rmsprop(params, cfg):
 @OPTIMIZERS.register("adam")
 def adam(params, cfg):
     """Adam with bias correction; update m_hat / (sqrt(v_hat) + eps)."""
-    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                            weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(params, cfg):
     """Adam with decoupled weight decay."""
-    return torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
-                             weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(
+        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg) -> torch.optim.Optimizer:

@@ -45,9 +45,17 @@ class RunLogger:
             lo, hi, total, squares, counts = row[0], row[1], row[2], row[3], row[4:]
             width = (hi - lo) / bins if hi > lo else 1.0
             limits = [lo + width * (i + 1) for i in range(bins)]
-            self.writer.add_histogram_raw(tag, min=lo, max=hi, num=int(sum(counts)), sum=total,
-                                          sum_squares=squares, bucket_limits=limits, bucket_counts=counts,
-                                          global_step=step)
+            self.writer.add_histogram_raw(
+                tag,
+                min=lo,
+                max=hi,
+                num=int(sum(counts)),
+                sum=total,
+                sum_squares=squares,
+                bucket_limits=limits,
+                bucket_counts=counts,
+                global_step=step,
+            )
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         self.writer.add_text(tag, text, step)

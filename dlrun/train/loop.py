@@ -104,8 +104,22 @@ def build(cfg: Config) -> Setup:
         raise ConfigError(f"trainer.monitor={monitor}: not a metric of this run; choose from: auto, {', '.join(valid)}")
     if t.test_with == "best" and not t.checkpoint:
         raise ConfigError("trainer.test_with=best needs trainer.checkpoint=true (best weights live in best.pt)")
-    return Setup(cfg, device, data, model, loss_name, loss_fn, reg, optimizer, scheduler, batch_size,
-                 steps_per_epoch, total_steps, monitor, maximize=monitor.endswith("acc"))
+    return Setup(
+        cfg,
+        device,
+        data,
+        model,
+        loss_name,
+        loss_fn,
+        reg,
+        optimizer,
+        scheduler,
+        batch_size,
+        steps_per_epoch,
+        total_steps,
+        monitor,
+        maximize=monitor.endswith("acc"),
+    )
 
 
 # ----------------------------------------------------------------------------- the steps
@@ -129,8 +143,9 @@ def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, task: Task,
-             prefix: str, batch_size: int = 4096) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, task: Task, prefix: str, batch_size: int = 4096
+) -> dict[str, float]:
     """Mean loss and acc (or mse) over a split, in eval mode; one host sync."""
     was_training = model.training
     model.eval()
@@ -138,8 +153,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, task: 
     total_loss = torch.zeros((), device=x.device)
     total_metric = torch.zeros((), device=x.device)
     for i in range(0, n, batch_size):
-        z = model(x[i:i + batch_size])
-        yb = y[i:i + batch_size]
+        z = model(x[i : i + batch_size])
+        yb = y[i : i + batch_size]
         total_loss += loss_fn(z, yb) * len(yb)
         total_metric += next(iter(losses.batch_metrics(z, yb, task).values()))
     model.train(was_training)
@@ -163,8 +178,13 @@ class TrainState:
     last_save: float = field(default_factory=time.perf_counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "best_value": self.best_value, "best_step": self.best_step,
-                "bad_evals": self.bad_evals, "last_eval": dict(self.last_eval)}
+        return {
+            "step": self.step,
+            "best_value": self.best_value,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "last_eval": dict(self.last_eval),
+        }
 
 
 @contextmanager
@@ -202,7 +222,7 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
             epoch, first = divmod(state.step, spe)
             order = epoch_order(t.seed, epoch, len(train)).to(s.device, non_blocking=True)
             for b in range(first, spe):
-                idx = order[b * bs:(b + 1) * bs]
+                idx = order[b * bs : (b + 1) * bs]
                 loss, reg = train_step(s, train.x[idx], train.y[idx])
                 loss_sum += loss
                 if reg is not None:
@@ -234,18 +254,29 @@ def check_finite(loss_sum: float, state: TrainState) -> None:
         raise Diverged(f"the training loss became {loss_sum} at or before step {state.step}")
 
 
-def log_train(s: Setup, state: TrainState, logger, loss_sum: torch.Tensor, reg_sum: torch.Tensor, n_steps: int,
-              seconds: float, callbacks) -> None:
+def log_train(
+    s: Setup,
+    state: TrainState,
+    logger,
+    loss_sum: torch.Tensor,
+    reg_sum: torch.Tensor,
+    n_steps: int,
+    seconds: float,
+    callbacks,
+) -> None:
     """train/loss (mean since the last log), lr, grad/norm, weights/<layer>/norm, perf/samples_per_s."""
     params = [(name, p) for name, p in s.model.named_parameters()]
     grads = [p.grad for _, p in params if p.grad is not None]
     weights = [(name, p) for name, p in params if p.ndim > 1]
-    stacked = torch.cat([
-        torch.stack([loss_sum, reg_sum]) / n_steps,
-        torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).reshape(1) if grads
-        else torch.zeros(1, device=s.device),
-        torch.stack([p.detach().norm() for _, p in weights]) if weights else torch.zeros(0, device=s.device),
-    ]).tolist()  # the one host sync of this log step
+    stacked = torch.cat(
+        [
+            torch.stack([loss_sum, reg_sum]) / n_steps,
+            torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).reshape(1)
+            if grads
+            else torch.zeros(1, device=s.device),
+            torch.stack([p.detach().norm() for _, p in weights]) if weights else torch.zeros(0, device=s.device),
+        ]
+    ).tolist()  # the one host sync of this log step
     check_finite(stacked[0], state)
     state.last_train_loss = stacked[0]
     scalars = {"train/loss": stacked[0]}
@@ -280,7 +311,8 @@ def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | Non
         logger.scalars(state.step, metrics)
     value = metrics[s.monitor]
     improved = state.best_value is None or (
-        value > state.best_value + t.min_delta if s.maximize else value < state.best_value - t.min_delta)
+        value > state.best_value + t.min_delta if s.maximize else value < state.best_value - t.min_delta
+    )
     if improved:
         state.best_value, state.best_step, state.bad_evals = value, state.step, 0
         if t.checkpoint:
@@ -298,17 +330,22 @@ def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | Non
 def save_checkpoints(s: Setup, state: TrainState, run_dir: Path, last: bool = True) -> None:
     """last.pt: everything a resume needs; best.pt: the best weights so far (if new since the last write)."""
     if last:
-        ckpt.save(run_dir / "checkpoints" / "last.pt", {
-            "model": s.model.state_dict(),
-            "optimizer": s.optimizer.state_dict(),
-            "scheduler": s.scheduler.state_dict(),
-            "state": state.as_dict(),
-            "rng": ckpt.rng_state(),
-            "config": flat(s.cfg),
-        })
+        ckpt.save(
+            run_dir / "checkpoints" / "last.pt",
+            {
+                "model": s.model.state_dict(),
+                "optimizer": s.optimizer.state_dict(),
+                "scheduler": s.scheduler.state_dict(),
+                "state": state.as_dict(),
+                "rng": ckpt.rng_state(),
+                "config": flat(s.cfg),
+            },
+        )
     if state.best_weights is not None:
-        ckpt.save(run_dir / "checkpoints" / "best.pt", {
-            "model": state.best_weights, "state": state.as_dict(), "config": flat(s.cfg)})
+        ckpt.save(
+            run_dir / "checkpoints" / "best.pt",
+            {"model": state.best_weights, "state": state.as_dict(), "config": flat(s.cfg)},
+        )
         state.best_weights = None  # written; test_with=best reads it back
     state.last_save = time.perf_counter()
 
@@ -331,8 +368,9 @@ def restore(s: Setup, state: TrainState, run_dir: Path) -> None:
     state.step, state.best_value = saved["step"], saved["best_value"]
     state.best_step, state.bad_evals = saved["best_step"], saved["bad_evals"]
     state.last_eval = dict(saved["last_eval"])
-    ckpt.set_rng_state({k: v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v]
-                        for k, v in payload["rng"].items()})
+    ckpt.set_rng_state(
+        {k: v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v] for k, v in payload["rng"].items()}
+    )
 
 
 # ----------------------------------------------------------------------------- the whole run
@@ -354,11 +392,24 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
     logger = RunLogger(run_dir, purge_step=state.step + 1 if resumed else None)
     logger.text("config", "    " + to_yaml(cfg).replace("\n", "\n    "))
     n_params = models.count_parameters(s.model)
-    info = {"run_dir": str(run_dir), "total_steps": s.total_steps, "steps_per_epoch": s.steps_per_epoch,
-            "step": state.step, "params": n_params, "device": str(s.device), "loss": s.loss_name,
-            "resumed": resumed, "monitor": s.monitor}
-    summary = {"status": "running", **info, "name": rundir.run_name(cfg), "experiment": cfg.experiment,
-               "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))}
+    info = {
+        "run_dir": str(run_dir),
+        "total_steps": s.total_steps,
+        "steps_per_epoch": s.steps_per_epoch,
+        "step": state.step,
+        "params": n_params,
+        "device": str(s.device),
+        "loss": s.loss_name,
+        "resumed": resumed,
+        "monitor": s.monitor,
+    }
+    summary = {
+        "status": "running",
+        **info,
+        "name": rundir.run_name(cfg),
+        "experiment": cfg.experiment,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+    }
     rundir.write_summary(run_dir, summary)
     for cb in callbacks:
         getattr(cb, "on_start", lambda *a: None)(info)
@@ -367,8 +418,11 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
     try:
         fit(s, state, logger, run_dir, callbacks)
         status = "interrupted" if state.stop == "interrupted" else "completed"
-        message = f"early stop: {s.monitor} did not improve for {state.bad_evals} evaluations" \
-            if state.stop == "early_stop" else ""
+        message = (
+            f"early stop: {s.monitor} did not improve for {state.bad_evals} evaluations"
+            if state.stop == "early_stop"
+            else ""
+        )
     except Diverged as e:
         status, message = "diverged", str(e)
         state.train_time = time.perf_counter() - fit_start
@@ -397,11 +451,17 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
 
     wall = time.time() - started
     summary.update(
-        status=status, message=message, step=state.step, epoch=round(state.step / s.steps_per_epoch, 3),
-        metrics={k: v for k, v in metrics.items() if v == v}, best_step=state.best_step,
-        wall_time_s=round(wall, 3), train_time_s=round(state.train_time, 3),
+        status=status,
+        message=message,
+        step=state.step,
+        epoch=round(state.step / s.steps_per_epoch, 3),
+        metrics={k: v for k, v in metrics.items() if v == v},
+        best_step=state.best_step,
+        wall_time_s=round(wall, 3),
+        train_time_s=round(state.train_time, 3),
         samples_per_s=round(state.samples / state.train_time, 1) if state.train_time > 0 else None,
-        ended=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        ended=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
     rundir.write_summary(run_dir, summary)
     for cb in callbacks:
         getattr(cb, "on_end", lambda *a: None)(summary)

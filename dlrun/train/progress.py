@@ -18,9 +18,16 @@ class ProgressBar:
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
-        self.progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=self.console, transient=False)
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        )
         self.task = None
         self.train_info = ""
         self.val_info = ""
@@ -59,8 +66,11 @@ class LinePrinter:
         self.train_loss = scalars["train/loss"]
 
     def on_eval(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
-        print(f"step {step}/{self.total}  epoch {epoch:.2f}  train/loss {self.train_loss:.4g}  {_fmt(metrics)}",
-              file=self.stream, flush=True)
+        print(
+            f"step {step}/{self.total}  epoch {epoch:.2f}  train/loss {self.train_loss:.4g}  {_fmt(metrics)}",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         pass

@@ -1,8 +1,8 @@
 """The run directory: everything needed to read, compare and reproduce a run.
 
-    runs/<name>/<YYYY-MM-DD_HH-MM-SS>/
-        config.yaml  overrides.yaml  command.txt  versions.json
-        metrics.jsonl  summary.json  checkpoints/{last,best}.pt  events.out.tfevents.*
+runs/<name>/<YYYY-MM-DD_HH-MM-SS>/
+    config.yaml  overrides.yaml  command.txt  versions.json
+    metrics.jsonl  summary.json  checkpoints/{last,best}.pt  events.out.tfevents.*
 """
 
 from __future__ import annotations
