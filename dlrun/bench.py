@@ -54,17 +54,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for both loops (0: PyTorch's default)")
     args = parser.parse_args()
 
     from dlrun.config import compose
 
-    overrides = ["trainer.device=cpu", f"trainer.epochs={args.epochs}", "trainer.progress=none"]
-    make = lambda: compose(overrides)  # noqa: E731
-    raw_loop(make(), 1), dlrun_fit(compose(overrides[:1] + ["trainer.epochs=1", "trainer.progress=none"]))  # warm-up
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = [
+        "trainer.device=cpu",
+        f"trainer.epochs={args.epochs}",
+        "trainer.progress=none",
+        f"trainer.threads={args.threads}",
+    ]
+    raw_loop(compose(overrides), 1)  # warm-up: first-call costs (lazy imports, allocator) hit neither timing
+    dlrun_fit(compose([*overrides, "trainer.epochs=1"]))
     raw, ours = [], []
     for _ in range(args.repeats):  # interleaved, so drifts of the machine hit both alike
-        raw.append(raw_loop(make(), args.epochs))
-        ours.append(dlrun_fit(make()))
+        raw.append(raw_loop(compose(overrides), args.epochs))
+        ours.append(dlrun_fit(compose(overrides)))
     ratios = [o / r for o, r in zip(ours, raw, strict=True)]
     print(
         f"MLP 64-256-256-10 on digits, {args.epochs} epochs, batch 32, Adam, {torch.get_num_threads()} threads, "

@@ -48,6 +48,8 @@ def handle_errors(fn):
                 return fn(*args, **kwargs)
             except DlrunError as e:
                 _fail(str(e), e.exit_code)
+            except KeyboardInterrupt:
+                _fail("interrupted", 130)
 
     return wrapper
 

@@ -428,6 +428,15 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
         state.train_time = time.perf_counter() - fit_start
         if s.cfg.trainer.checkpoint:
             save_checkpoints(s, state, run_dir, last=False)  # the best weights are still good
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, mid-step; nothing new is checkpointed
+        summary.update(
+            status="interrupted",
+            step=state.step,
+            message="aborted by a second Ctrl-C; a resume continues from the last checkpoint",
+        )
+        rundir.write_summary(run_dir, summary)
+        logger.close()
+        raise
     except BaseException as e:  # keep the record straight, then let it propagate
         summary.update(status="failed", message=f"{type(e).__name__}: {e}", step=state.step)
         rundir.write_summary(run_dir, summary)

@@ -13,6 +13,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,7 @@ def versions() -> dict[str, str]:
 
 def write_start(path: Path, cfg: Config, overrides: list[str] | None, resumed: bool) -> None:
     """config.yaml (resolved), overrides.yaml, command.txt (appended on resume), versions.json."""
-    atomic_write(path / "config.yaml", to_yaml(cfg))
+    atomic_write(path / "config.yaml", to_yaml(replace(cfg, resume=None)))
     if not resumed or not (path / "overrides.yaml").exists():
         atomic_write(path / "overrides.yaml", yaml.safe_dump(list(overrides or []), default_flow_style=False))
     with open(path / "command.txt", "a") as f:
