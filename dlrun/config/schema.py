@@ -237,8 +237,8 @@ class TrainerConfig:
     steps: int = 0  # if > 0, train for this many optimizer steps instead of `epochs`
     batch_size: int = 32  # examples per step (optim=gd uses the whole train split)
     eval_every: int = 0  # steps between evaluations on val; 0 = once per epoch
-    log_every: int = 20  # steps between train/loss, lr, grad/norm and weight-norm scalars
-    hist_every: int = 200  # steps between weight and gradient histograms; 0 = off
+    log_every: int = 50  # steps between train/loss, lr, grad/norm and weight-norm scalars
+    hist_every: int = 500  # steps between weight and gradient histograms; 0 = off
     device: str = "auto"  # auto = cuda, then mps, then cpu; or cpu, cuda, cuda:1, mps
     seed: int = 0  # model init, data order and dropout
     threads: int = 1  # CPU threads for PyTorch; 0 = PyTorch's default (all cores). Small models run fastest on 1.
