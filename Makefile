@@ -17,7 +17,7 @@ $(BIN)/dlrun: pyproject.toml
 	$(BIN)/pip install -e '.[dev]'
 	@touch $@
 
-install: $(BIN)/dlrun  ## create .venv with torch $(TORCH_VERSION) and dlrun (editable, with dev extras)
+install: $(BIN)/dlrun  ## create .venv with the pinned torch (TORCH_VERSION, default 2.13.0) and dlrun[dev], editable
 
 train: install  ## install, then train the default config (an MLP on digits)
 	$(BIN)/dlrun train

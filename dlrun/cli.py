@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 OVERRIDES_HELP = (
-    "Overrides in Hydra's grammar: group=option (model=mlp), key=value (optim.lr=3e-3, model.hidden=[64,64])."
+    "Overrides in Hydra's grammar: group=option (model=mlp), key=value (optim.lr=3e-3, 'model.hidden=[64,64]')."
 )
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -67,7 +67,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         "[bold]Examples[/]\n\n"
         "  dlrun train                                   [dim]# MLP on digits[/]\n\n"
         "  dlrun train model=linear data=xor             [dim]# logistic regression on XOR[/]\n\n"
-        "  dlrun train model.hidden=[64,64] optim=sgd optim.lr=0.1 trainer.epochs=50\n\n"
+        "  dlrun train 'model.hidden=[64,64]' optim=sgd optim.lr=0.1 trainer.epochs=50\n\n"
         "  dlrun train data=diabetes                     [dim]# regression: MSE, logs val/mse[/]\n\n"
         "  dlrun train experiment=xor_hidden\n\n"
         "  dlrun train resume=runs/mlp-digits/2026-01-01_12-00-00 trainer.epochs=60"

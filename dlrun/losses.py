@@ -71,7 +71,7 @@ def build(cfg, task: Task) -> tuple[str, LossFn]:
     """(resolved name, loss function) for a LossConfig and a task."""
     name = resolve(cfg.name, task)
     if name == "mse":
-        return name, half_sse if cfg.form == "half_sum" else mse
+        return name, half_sse if getattr(cfg, "form", "mean") == "half_sum" else mse
     return name, {"cross_entropy": cross_entropy, "nll": nll, "bce": bce}[name]
 
 

@@ -53,10 +53,12 @@ def test_experiment_holds_only_what_it_changes():
         (["model.dropout=1.5"], ["model.dropout", "1.5"]),
         (["trainer.device=tpu"], ["trainer.device", "cpu", "cuda"]),
         (["data.val_fraction=0.5", "data.test_fraction=0.5"], ["val_fraction"]),
-        (["optim=sgd,adam"], ["optim=sgd,adam", "dlrun sweep"]),
+        (["optim=sgd,adam"], ["optim=sgd,adam", "sweep", "key=[a,b]"]),
         (["model.hidden=[0"], ["cannot parse override"]),
         (["model.hidden=3"], ["model.hidden", "not a list"]),
         (["data=diabetes", "data.noise=1"], ["data.noise", "unknown key"]),
+        (["data=xor", "+data.classes=3"], ["data.classes", "unknown key"]),  # xor is binary by definition
+        (["loss=cross_entropy", "+loss.form=half_sum"], ["loss.form", "unknown key"]),  # mse only
     ],
 )
 def test_bad_input_is_one_line_naming_the_key(overrides, must_contain):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dlrun import losses
-from dlrun.config.schema import LossConfig
+from dlrun.config.schema import LossConfig, MSELossConfig
 from dlrun.data import Task
 from dlrun.errors import ConfigError
 
@@ -98,7 +98,7 @@ def _regression_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_mse_mean_form():
     z, y = _regression_batch()
-    name, fn = losses.build(LossConfig(name="mse", form="mean"), REGRESSION)
+    name, fn = losses.build(MSELossConfig(name="mse", form="mean"), REGRESSION)
     assert name == "mse"
     # 1/B sum_i 1/K ||y_hat_i - y_i||^2, K = 2
     expected = sum(((z[i] - y[i]) ** 2).sum() / 2 for i in range(4)) / 4
@@ -108,7 +108,7 @@ def test_mse_mean_form():
 @pytest.mark.parametrize("loss_name", ["mse", "auto"])
 def test_mse_half_sum_form(loss_name):
     z, y = _regression_batch()
-    name, fn = losses.build(LossConfig(name=loss_name, form="half_sum"), REGRESSION)
+    name, fn = losses.build(MSELossConfig(name=loss_name, form="half_sum"), REGRESSION)
     assert name == "mse"
     # 1/B sum_i 1/2 ||y_hat_i - y_i||^2
     expected = sum(0.5 * ((z[i] - y[i]) ** 2).sum() for i in range(4)) / 4

@@ -166,6 +166,12 @@ def test_resume_after_two_of_four_epochs_equals_an_uninterrupted_run(runs):
     # one TensorBoard log, continued: every logged step appears once
     steps = [e.step for e in EventAccumulator(half["run_dir"]).Reload().Scalars("val/acc")]
     assert steps == sorted(set(steps)) and len(steps) == 4
+    # one metrics.jsonl: the first part's test record is replaced by the final one
+    records = [json.loads(line) for line in open(os.path.join(half["run_dir"], "metrics.jsonl"))]
+    assert [r["step"] for r in records if "test/acc" in r] == [whole["step"]]
+    # times and start cover the whole run, both processes
+    assert resumed["started"] == half["started"]
+    assert resumed["train_time_s"] > half["train_time_s"] and resumed["wall_time_s"] > half["wall_time_s"]
 
 
 class InterruptAt:

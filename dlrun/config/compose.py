@@ -109,7 +109,7 @@ def _composition_message(e: Exception, overrides: list[str]) -> str:
     if "Ambiguous value" in text:
         arg = re.search(r"argument '([^']+)'", text)
         what = arg.group(1) if arg else "this override"
-        return f"{what}: a list of values is a sweep; use `dlrun sweep`, or write a list as key=[a,b]"
+        return f"{what}: a comma list is a sweep, which train does not run; write a list as key=[a,b]"
     return text.splitlines()[0]
 
 

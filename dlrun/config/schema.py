@@ -93,12 +93,19 @@ class DataConfig:
 class SyntheticConfig(DataConfig):
     n_samples: int = 1000  # examples in all splits together
     noise: float = 0.1  # Gaussian noise std (units of the input or the target)
-    classes: int = 2  # spirals and blobs only; xor, moons and circles are binary
 
     def __post_init__(self):
         super().__post_init__()
         check_range("n_samples", self.n_samples, 20)
         check_range("noise", self.noise, 0.0)
+
+
+@dataclass
+class ClustersConfig(SyntheticConfig):
+    classes: int = 2  # spiral arms or blobs, one class each
+
+    def __post_init__(self):
+        super().__post_init__()
         check_range("classes", self.classes, 2)
 
 
@@ -109,10 +116,17 @@ MSE_FORMS = ("mean", "half_sum")
 @dataclass
 class LossConfig:
     name: str = "auto"  # auto picks cross_entropy / bce / mse from the dataset's task
-    form: str = "mean"  # mse only: mean = 1/K ||y_hat - y||^2, half_sum = 1/2 ||y_hat - y||^2 (per example)
 
     def __post_init__(self):
         check_choice("name", self.name, LOSSES)
+
+
+@dataclass
+class MSELossConfig(LossConfig):
+    form: str = "mean"  # mean = 1/K ||y_hat - y||^2, half_sum = 1/2 ||y_hat - y||^2 (per example)
+
+    def __post_init__(self):
+        super().__post_init__()
         check_choice("form", self.form, MSE_FORMS)
 
 
@@ -276,7 +290,7 @@ class Config:
 
     model: Any = field(default_factory=MLPConfig)
     data: Any = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
+    loss: Any = field(default_factory=MSELossConfig)
     optim: Any = field(default_factory=OptimConfig)
     sched: Any = field(default_factory=SchedConfig)
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
@@ -293,9 +307,10 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "model": {"mlp": MLPConfig},
     "data": {
         **{n: DataConfig for n in ("digits", "iris", "breast_cancer", "wine", "diabetes")},
-        **{n: SyntheticConfig for n in ("xor", "moons", "circles", "spirals", "blobs", "sine")},
+        **{n: SyntheticConfig for n in ("xor", "moons", "circles", "sine")},
+        **{n: ClustersConfig for n in ("spirals", "blobs")},
     },
-    "loss": {n: LossConfig for n in LOSSES},
+    "loss": {n: MSELossConfig if n in ("auto", "mse") else LossConfig for n in LOSSES},  # auto may become mse
     "optim": {
         "gd": OptimConfig,
         "sgd": OptimConfig,

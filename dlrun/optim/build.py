@@ -26,7 +26,8 @@ def sgd(params, cfg):
 
 @OPTIMIZERS.register("momentum")
 def momentum(params, cfg):
-    """SGD with heavy-ball momentum: v = mu v + g, theta -= lr v (= lecture form, alpha=lr, gamma=mu)."""
+    """SGD with heavy-ball momentum: v = mu v + g, theta -= lr v (the lecture's form with alpha=lr, gamma=mu
+    while lr is constant)."""
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 

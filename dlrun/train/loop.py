@@ -22,6 +22,7 @@ from torch import nn
 
 from dlrun import losses, models, regularizers
 from dlrun.config import Config, flat, to_yaml
+from dlrun.config.schema import SCHEMAS
 from dlrun.data import Dataset, Task
 from dlrun.data import build as build_data
 from dlrun.errors import ConfigError, RunFailed
@@ -172,13 +173,18 @@ class TrainState:
     stop: str = ""  # why the loop ended early: early_stop, interrupted
     last_eval: dict[str, float] = field(default_factory=dict)
     last_train_loss: float = float("nan")
-    samples: int = 0  # examples seen in this process (for samples/s)
-    train_time: float = 0.0  # seconds spent in fit, this process
+    samples: int = 0  # examples trained on, over every process of the run (for samples/s)
+    train_time: float = 0.0  # seconds spent in fit, over every process of the run
+    wall_before: float = 0.0  # wall seconds of the run's earlier processes (before a resume)
+    wall_start: float = field(default_factory=time.time)  # when this process started the run
     best_weights: dict[str, torch.Tensor] | None = None  # in memory; written to best.pt with `last`
     last_save: float = field(default_factory=time.perf_counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "samples": self.samples,
+            "train_time": self.train_time,
+            "wall_time": self.wall_before + time.time() - self.wall_start,
             "step": self.step,
             "best_value": self.best_value,
             "best_step": self.best_step,
@@ -368,12 +374,20 @@ def restore(s: Setup, state: TrainState, run_dir: Path) -> None:
     state.step, state.best_value = saved["step"], saved["best_value"]
     state.best_step, state.bad_evals = saved["best_step"], saved["bad_evals"]
     state.last_eval = dict(saved["last_eval"])
+    state.samples, state.train_time, state.wall_before = saved["samples"], saved["train_time"], saved["wall_time"]
     ckpt.set_rng_state(
         {k: v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v] for k, v in payload["rng"].items()}
     )
 
 
 # ----------------------------------------------------------------------------- the whole run
+def resolved_loss_config(loss_cfg, name: str):
+    """The loss config of the resolved loss (auto -> cross_entropy keeps no mse-only keys)."""
+    schema = SCHEMAS["loss"][name]
+    kept = {f: getattr(loss_cfg, f) for f in schema.__dataclass_fields__ if f != "name" and hasattr(loss_cfg, f)}
+    return schema(name=name, **kept)
+
+
 def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict[str, Any]:
     """Build, fit and test a config in a run directory; return the summary (also in summary.json).
 
@@ -381,13 +395,16 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
     """
     started = time.time()
     s = build(cfg)
-    cfg.loss.name = s.loss_name  # record what ran: loss=auto resolved from the task
+    cfg.loss = resolved_loss_config(cfg.loss, s.loss_name)  # record what ran: loss=auto resolved from the task
     resumed = cfg.resume is not None
     run_dir = Path(cfg.resume) if resumed else rundir.new_run_dir(cfg)
-    state = TrainState()
+    state = TrainState(wall_start=started)
+    first_start = started
     if resumed:
         restore(s, state, run_dir)
         rundir.truncate_metrics(run_dir, state.step)
+        previous = rundir.read_summary(run_dir) or {}
+        first_start = previous.get("started_at", started)
     rundir.write_start(run_dir, cfg, overrides, resumed)
     logger = RunLogger(run_dir, purge_step=state.step + 1 if resumed else None)
     logger.text("config", "    " + to_yaml(cfg).replace("\n", "\n    "))
@@ -408,7 +425,8 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
         **info,
         "name": rundir.run_name(cfg),
         "experiment": cfg.experiment,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(first_start)),
+        "started_at": first_start,  # seconds since the epoch, for sorting runs
     }
     rundir.write_summary(run_dir, summary)
     for cb in callbacks:
@@ -425,14 +443,16 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
         )
     except Diverged as e:
         status, message = "diverged", str(e)
-        state.train_time = time.perf_counter() - fit_start
+        state.train_time += time.perf_counter() - fit_start
         if s.cfg.trainer.checkpoint:
             save_checkpoints(s, state, run_dir, last=False)  # the best weights are still good
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, mid-step; nothing new is checkpointed
+        last = run_dir / "checkpoints" / "last.pt"
         summary.update(
             status="interrupted",
             step=state.step,
-            message="aborted by a second Ctrl-C; a resume continues from the last checkpoint",
+            message="aborted by a second Ctrl-C; "
+            + ("a resume continues from the last checkpoint" if last.exists() else "no checkpoint was written yet"),
         )
         rundir.write_summary(run_dir, summary)
         logger.close()
@@ -458,7 +478,7 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
         logger.hparams(flat(cfg), {k: v for k, v in metrics.items() if k.split("/")[0] in ("test", "val")})
     logger.close()
 
-    wall = time.time() - started
+    wall = state.wall_before + time.time() - started  # every process of the run
     summary.update(
         status=status,
         message=message,

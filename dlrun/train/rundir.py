@@ -99,16 +99,20 @@ def read_summary(path: Path) -> dict[str, Any] | None:
 
 
 def truncate_metrics(path: Path, step: int) -> None:
-    """On resume, drop metrics.jsonl lines logged after the checkpoint's step."""
+    """On resume, drop metrics.jsonl lines logged after the checkpoint's step, and the old test record."""
     file = path / "metrics.jsonl"
     if not file.exists():
         return
-    keep = [line for line in file.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+    records = [(line, json.loads(line)) for line in file.read_text().splitlines() if line]
+    keep = [line for line, r in records if r.get("step", 0) <= step and not any(k.startswith("test/") for k in r)]
     atomic_write(file, "".join(line + "\n" for line in keep))
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Every run directory (one with a summary.json) under root, oldest first."""
-    root = Path(root)
-    runs = [p.parent for p in root.rglob("summary.json")]
-    return sorted(runs, key=lambda p: p.stat().st_mtime)
+    """Every run directory (one with a summary.json) under root, in the order they were started."""
+    runs = [p.parent for p in Path(root).rglob("summary.json")]
+
+    def started(path: Path) -> float:
+        return (read_summary(path) or {}).get("started_at") or path.stat().st_mtime
+
+    return sorted(runs, key=started)
