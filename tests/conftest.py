@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 
@@ -16,3 +19,8 @@ def runs(tmp_path):
 def quick(runs, *overrides: str) -> list[str]:
     """Overrides for a short, quiet run under `runs`."""
     return [f"runs_dir={runs}", "trainer.progress=none", "trainer.hist_every=0", *overrides]
+
+
+def dlrun(*args: str) -> subprocess.CompletedProcess:
+    """Run `dlrun ARGS...` in a fresh process (real exit status, stdout not a terminal)."""
+    return subprocess.run([sys.executable, "-m", "dlrun.cli", *args], capture_output=True, text=True)

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dlrun.cli import app
-from tests.conftest import quick
+from tests.conftest import dlrun, quick
 
 runner = CliRunner()
 
@@ -47,9 +47,7 @@ def test_every_command_has_help_with_examples(command):
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, key, runs):
-    result = subprocess.run(
-        [sys.executable, "-m", "dlrun.cli", "train", f"runs_dir={runs}", *args], capture_output=True, text=True
-    )
+    result = dlrun("train", f"runs_dir={runs}", *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and key in lines[0], result.stderr
@@ -107,19 +105,12 @@ def test_runs_on_missing_directory_exits_2(tmp_path):
 
 
 def test_plain_lines_when_not_a_terminal(runs):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dlrun.cli",
-            "train",
-            f"runs_dir={runs}",
-            "data=iris",
-            "trainer.epochs=2",
-            "trainer.hist_every=0",
-        ],
-        capture_output=True,
-        text=True,
+    result = dlrun(
+        "train",
+        f"runs_dir={runs}",
+        "data=iris",
+        "trainer.epochs=2",
+        "trainer.hist_every=0",
     )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("step ")]
@@ -128,16 +119,9 @@ def test_plain_lines_when_not_a_terminal(runs):
 
 
 def test_step_activation_warns_that_gradient_is_zero(runs):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dlrun.cli",
-            "train",
-            *quick(runs, "data=iris", "model.activation=step", "model.hidden=[8]", "trainer.epochs=1"),
-        ],
-        capture_output=True,
-        text=True,
+    result = dlrun(
+        "train",
+        *quick(runs, "data=iris", "model.activation=step", "model.hidden=[8]", "trainer.epochs=1"),
     )
     assert result.returncode == 0
     assert "warning: model.activation=step" in result.stderr and "gradient is zero" in result.stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -15,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from dlrun.config import compose
 from dlrun.train import Diverged, train
 from dlrun.train import checkpoint as ckpt
-from tests.conftest import quick
+from tests.conftest import dlrun, quick
 
 
 def run(runs, *overrides, callbacks=()):
@@ -216,16 +214,9 @@ def test_divergence_stops_with_status_and_keeps_the_last_good_checkpoint(runs):
 
 
 def test_divergence_exits_1_from_the_cli(runs):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dlrun.cli",
-            "train",
-            *quick(runs, "data=iris", "optim=sgd", "optim.lr=1e12", "trainer.epochs=5"),
-        ],
-        capture_output=True,
-        text=True,
+    result = dlrun(
+        "train",
+        *quick(runs, "data=diabetes", "model=linear", "optim=sgd", "optim.lr=5", "trainer.epochs=5"),
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("error: the training loss became")
