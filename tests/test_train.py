@@ -243,3 +243,11 @@ def test_test_with_best_uses_the_best_weights(runs):
     best = ckpt.load(os.path.join(s["run_dir"], "checkpoints", "best.pt"))
     assert best["state"]["best_step"] == s["best_step"]
     assert s["metrics"]["best/val/loss"] == pytest.approx(best["state"]["best_value"])
+
+
+def test_batches_cover_the_split_and_none_holds_a_single_example(runs):
+    # iris: 97 train examples; batch 32 would leave one lone example, which batch norm cannot train on
+    s = run(runs, "data=iris", "model.norm=batch", "trainer.batch_size=32", "trainer.epochs=2")
+    assert s["steps_per_epoch"] == 3 and s["status"] == "completed"
+    assert s["metrics"]["train/loss"] == s["metrics"]["train/loss"]  # finite, trained on every example
+    assert run(runs, "data=iris", "trainer.batch_size=48", "trainer.epochs=1")["steps_per_epoch"] == 2  # 48 + 49

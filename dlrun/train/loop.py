@@ -7,7 +7,6 @@ plain lines) only watch: on_start, on_log, on_eval, on_end.
 
 from __future__ import annotations
 
-import logging
 import math
 import signal
 import threading
@@ -31,8 +30,6 @@ from dlrun.optim import FULL_BATCH, build_optimizer, build_scheduler
 from dlrun.train import checkpoint as ckpt
 from dlrun.train import rundir
 from dlrun.train.logger import RunLogger
-
-log = logging.getLogger("dlrun")
 
 
 class Diverged(RunFailed):
@@ -95,7 +92,8 @@ def build(cfg: Config) -> Setup:
 
     n_train = len(data.train)
     batch_size = n_train if cfg.optim.name in FULL_BATCH else min(t.batch_size, n_train)
-    steps_per_epoch = math.ceil(n_train / batch_size)
+    # the last batch takes the remainder; a lone last example joins the batch before (batch norm needs 2)
+    steps_per_epoch = max(1, math.ceil((n_train - 1) / batch_size))
     total_steps = t.steps if t.steps > 0 else t.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg.sched, total_steps)
 
@@ -106,19 +104,19 @@ def build(cfg: Config) -> Setup:
     if t.test_with == "best" and not t.checkpoint:
         raise ConfigError("trainer.test_with=best needs trainer.checkpoint=true (best weights live in best.pt)")
     return Setup(
-        cfg,
-        device,
-        data,
-        model,
-        loss_name,
-        loss_fn,
-        reg,
-        optimizer,
-        scheduler,
-        batch_size,
-        steps_per_epoch,
-        total_steps,
-        monitor,
+        cfg=cfg,
+        device=device,
+        data=data,
+        model=model,
+        loss_name=loss_name,
+        loss_fn=loss_fn,
+        reg=reg,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        monitor=monitor,
         maximize=monitor.endswith("acc"),
     )
 
@@ -228,7 +226,7 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
             epoch, first = divmod(state.step, spe)
             order = epoch_order(t.seed, epoch, len(train)).to(s.device, non_blocking=True)
             for b in range(first, spe):
-                idx = order[b * bs : (b + 1) * bs]
+                idx = order[b * bs : (b + 1) * bs if b < spe - 1 else len(train)]
                 loss, reg = train_step(s, train.x[idx], train.y[idx])
                 loss_sum += loss
                 if reg is not None:
