@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def data_cache(tmp_path_factory):
+    """Generated data (MNIST-1D) is cached once per test session, away from the user's cache."""
+    path = tmp_path_factory.mktemp("dlrun-data")
+    old = os.environ.get("DLRUN_DATA")
+    os.environ["DLRUN_DATA"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("DLRUN_DATA", None)
+    else:
+        os.environ["DLRUN_DATA"] = old
 
 
 @pytest.fixture
@@ -23,4 +37,5 @@ def quick(runs, *overrides: str) -> list[str]:
 
 def dlrun(*args: str) -> subprocess.CompletedProcess:
     """Run `dlrun ARGS...` in a fresh process (real exit status, stdout not a terminal)."""
-    return subprocess.run([sys.executable, "-m", "dlrun.cli", *args], capture_output=True, text=True)
+    env = {**os.environ, "COLUMNS": "200"}  # wide tables: no wrapped cells to trip over
+    return subprocess.run([sys.executable, "-m", "dlrun.cli", *args], capture_output=True, text=True, env=env)

@@ -28,7 +28,7 @@ def test_help_does_not_import_torch():
     assert "NO-TORCH" in out and "NO-HYDRA" in out
 
 
-@pytest.mark.parametrize("command", ["train", "config", "list", "runs"])
+@pytest.mark.parametrize("command", ["train", "config", "list", "runs", "summary"])
 def test_every_command_has_help_with_examples(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0

@@ -68,6 +68,76 @@ class MLPConfig:
         check_choice("norm", self.norm, NORMS)
 
 
+POOLS = ("max", "avg", "none")
+CNN_NORMS = ("none", "batch")
+
+
+def check_widths(key: str, values: list[int], allow_empty: bool = True) -> None:
+    if not values and not allow_empty:
+        raise FieldError(key, "must hold at least one value")
+    for i, v in enumerate(values):
+        if v < 1:
+            raise FieldError(key, f"{v} at position {i} must be >= 1")
+
+
+def check_per_layer(key: str, values: list[int], n: int, lo: int) -> None:
+    """A per-layer list holds one value (for every layer) or one per layer."""
+    if len(values) not in (1, n):
+        raise FieldError(key, f"give one value or {n} (one per conv layer), not {len(values)}")
+    for v in values:
+        check_range(key, v, lo)
+
+
+@dataclass
+class CNNConfig:
+    name: str = "cnn"
+    channels: list[int] = field(default_factory=lambda: [16, 32])  # output channels of each conv layer
+    kernel: list[int] = field(default_factory=lambda: [3])  # F, one value or one per layer
+    stride: list[int] = field(default_factory=lambda: [1])  # S
+    padding: list[int] = field(default_factory=lambda: [1])  # P; output size M = (N - F + 2P) / S + 1
+    pool: str = "max"  # max | avg | none, after each conv block
+    pool_size: int = 2  # pooling window and stride (never pools below 1 pixel)
+    activation: str = "relu"
+    norm: str = "none"  # none | batch, after each conv
+    dropout: float = 0.0  # after each block of the head
+    hidden: list[int] = field(default_factory=lambda: [64])  # MLP head widths after flattening
+
+    def __post_init__(self):
+        check_widths("channels", self.channels, allow_empty=False)
+        n = len(self.channels)
+        check_per_layer("kernel", self.kernel, n, 1)
+        check_per_layer("stride", self.stride, n, 1)
+        check_per_layer("padding", self.padding, n, 0)
+        check_choice("pool", self.pool, POOLS)
+        check_range("pool_size", self.pool_size, 1)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_choice("norm", self.norm, CNN_NORMS)
+        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+        check_widths("hidden", self.hidden)
+
+
+CELLS = ("rnn", "lstm", "gru")
+READOUTS = ("last", "mean", "flatten")
+
+
+@dataclass
+class RNNConfig:
+    name: str = "rnn"
+    cell: str = "gru"  # rnn (tanh) | lstm | gru: h_t = F(x_t, h_{t-1}; W)
+    hidden_size: int = 64
+    layers: int = 1
+    bidirectional: bool = False
+    readout: str = "last"  # last: h_T; mean: mean over t; flatten: every step's output, concatenated
+    dropout: float = 0.0  # between stacked layers
+
+    def __post_init__(self):
+        check_choice("cell", self.cell, CELLS)
+        check_range("hidden_size", self.hidden_size, 1)
+        check_range("layers", self.layers, 1)
+        check_choice("readout", self.readout, READOUTS)
+        check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
+
+
 # ---------------------------------------------------------------- data
 STANDARDIZE = ("feature", "global", "none")
 
@@ -86,6 +156,19 @@ class DataConfig:
         check_range("test_fraction", self.test_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
         if self.val_fraction + self.test_fraction >= 0.9:
             raise FieldError("val_fraction", "val_fraction + test_fraction must stay below 0.9")
+        check_choice("standardize", self.standardize, STANDARDIZE)
+
+
+@dataclass
+class MNIST1DConfig:
+    name: str = "mnist1d"
+    val_fraction: float = 0.1  # of the 4000 train examples (the 1000 test examples are fixed)
+    seed: int = 0  # the train/val split's seed
+    standardize: str = "none"  # the frozen data is already globally standardized
+    shuffle_time: bool = False  # one fixed permutation of the 40 time steps, for every example
+
+    def __post_init__(self):
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
         check_choice("standardize", self.standardize, STANDARDIZE)
 
 
@@ -304,11 +387,12 @@ class Config:
 
 # group -> option `name` -> schema. A group whose options share one schema maps every name to it.
 SCHEMAS: dict[str, dict[str, type]] = {
-    "model": {"mlp": MLPConfig},
+    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig},
     "data": {
         **{n: DataConfig for n in ("digits", "iris", "breast_cancer", "wine", "diabetes")},
         **{n: SyntheticConfig for n in ("xor", "moons", "circles", "sine")},
         **{n: ClustersConfig for n in ("spirals", "blobs")},
+        "mnist1d": MNIST1DConfig,
     },
     "loss": {n: MSELossConfig if n in ("auto", "mse") else LossConfig for n in LOSSES},  # auto may become mse
     "optim": {

@@ -6,7 +6,9 @@ data = data.to("cuda")          # small sets live on the device, batched by inde
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,7 +23,8 @@ class Task:
     """What the data asks of a model: the head size, the loss and the metrics follow from it."""
 
     kind: str  # binary | multiclass | regression
-    input_shape: tuple[int, ...]  # one example, e.g. (64,) or (1, 8, 8)
+    input_shape: tuple[int, ...]  # one example: (F,) tabular, (C, L) signal, (C, H, W) image
+    input_kind: str = "tabular"  # tabular | signal | image: which models fit (conv and recurrent need order)
     n_classes: int = 0  # 0 for regression
     n_targets: int = 1  # regression outputs
     value_range: tuple[float, float] = (0.0, 1.0)  # min/max of the standardized train inputs
@@ -64,8 +67,13 @@ class Dataset:
 DATASETS: Registry = Registry("data")
 
 
+def cache_dir() -> Path:
+    """Where generated and downloaded data are kept: $DLRUN_DATA, default ~/.cache/dlrun."""
+    return Path(os.environ.get("DLRUN_DATA") or Path.home() / ".cache" / "dlrun").expanduser()
+
+
 def build(cfg) -> Dataset:
     """The dataset named by `cfg.name` (a DataConfig), split and standardized."""
-    from dlrun.data import bundled  # noqa: F401  (registers the bundled sets)
+    from dlrun.data import bundled, mnist1d  # noqa: F401  (register their sets)
 
     return DATASETS.get(cfg.name)(cfg)

@@ -18,22 +18,27 @@ def split_and_standardize(
     cfg,
     input_shape: tuple[int, ...] | None = None,
     class_names: tuple[str, ...] = (),
+    input_kind: str = "tabular",
+    n_test: int | None = None,
 ) -> Dataset:
     """Seeded train/val/test split (stratified for classification), standardization fitted on train.
 
-    x: (N, ...) features; y: (N,) labels or (N,) / (N, K) regression targets.
+    x: (N, ...) features; y: (N,) labels or (N,) / (N, K) regression targets. With `n_test`, the
+    last n_test examples are a fixed, published test split and val_fraction is a fraction of the rest;
+    otherwise test_fraction and val_fraction are fractions of all examples.
     """
     n = len(x)
     stratify = y if kind != "regression" else None
     idx = np.arange(n)
-    rest, test = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.seed, stratify=stratify)
-    val_size = cfg.val_fraction / (1.0 - cfg.test_fraction)
-    if cfg.val_fraction > 0:
-        train, val = train_test_split(
-            rest, test_size=val_size, random_state=cfg.seed, stratify=None if stratify is None else y[rest]
-        )
+    if n_test is None:
+        rest, test = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.seed, stratify=stratify)
+        val_size = cfg.val_fraction / (1.0 - cfg.test_fraction)
     else:
-        train, val = rest, rest[:0]
+        rest, test = idx[: n - n_test], idx[n - n_test :]
+        val_size = cfg.val_fraction
+    train, val = train_test_split(
+        rest, test_size=val_size, random_state=cfg.seed, stratify=None if stratify is None else y[rest]
+    )
 
     x = x.astype(np.float64)
     stats: dict[str, np.ndarray] = {}
@@ -68,6 +73,7 @@ def split_and_standardize(
         n_targets=n_targets,
         value_range=(float(x_t[train].min()), float(x_t[train].max())),
         class_names=class_names,
+        input_kind=input_kind,
     )
     pick = lambda i: Split(x_t[i], y_t[i])  # noqa: E731
     return Dataset(name, task, pick(train), pick(val), pick(test), stats)
@@ -79,7 +85,8 @@ def _sklearn(loader, kind: str, input_shape=None):
         names = tuple(str(c) for c in getattr(bunch, "target_names", ())) if kind != "regression" else ()
         if kind == "multiclass" and not names:
             names = tuple(str(c) for c in np.unique(bunch.target))
-        return split_and_standardize(cfg.name, bunch.data, bunch.target, kind, cfg, input_shape, names)
+        input_kind = "image" if input_shape and len(input_shape) == 3 else "tabular"
+        return split_and_standardize(cfg.name, bunch.data, bunch.target, kind, cfg, input_shape, names, input_kind)
 
     return build
 

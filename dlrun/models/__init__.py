@@ -6,11 +6,16 @@ import warnings
 
 from torch import nn
 
+from dlrun.errors import ConfigError
+from dlrun.models import cnn, rnn
 from dlrun.models.mlp import build_mlp
 from dlrun.registry import Registry
 
 MODELS: Registry = Registry("model")
 MODELS.register("mlp")(build_mlp)
+MODELS.register("cnn")(cnn.build_cnn)
+MODELS.register("rnn")(rnn.build_rnn)
+FITS = {"cnn": cnn.fits, "rnn": getattr(rnn, "fits", None)}  # name -> task -> reason it does not fit, or None
 
 
 class DlrunWarning(UserWarning):
@@ -28,6 +33,14 @@ def build(cfg, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
             stacklevel=2,
         )
     return model
+
+
+def check_fit(cfg, task, data_name: str) -> None:
+    """Refuse a model that cannot read this data (model=cnn on tabular features), with what would fit."""
+    fits = FITS.get(cfg.name)
+    reason = fits(task) if fits else None
+    if reason:
+        raise ConfigError(f"model={cfg.name} does not fit data={data_name}: {reason}")
 
 
 def count_parameters(model: nn.Module) -> int:

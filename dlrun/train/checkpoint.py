@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from dlrun.errors import ConfigError
-from dlrun.train.rundir import atomic_write
+from dlrun.files import atomic_write
 
 
 def rng_state() -> dict[str, Any]:

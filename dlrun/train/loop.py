@@ -84,6 +84,7 @@ def build(cfg: Config) -> Setup:
         torch.set_num_threads(t.threads)
     data = build_data(cfg.data).to(device)
     loss_name, loss_fn = losses.build(cfg.loss, data.task)
+    models.check_fit(cfg.model, data.task, cfg.data.name)
     torch.manual_seed(t.seed)
     model = models.build(cfg.model, data.task.input_shape, losses.out_features(loss_name, data.task))
     initialize(model, cfg.init).to(device)

@@ -8,10 +8,8 @@ runs/<name>/<YYYY-MM-DD_HH-MM-SS>/
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from importlib import metadata
@@ -21,25 +19,7 @@ from typing import Any
 import yaml
 
 from dlrun.config import Config, to_yaml
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write to a temporary file in the same directory, then rename over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+from dlrun.files import atomic_write
 
 
 def run_name(cfg: Config) -> str:

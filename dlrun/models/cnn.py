@@ -1,0 +1,82 @@
+"""Convolutional networks: conv blocks then an MLP head; 1-D or 2-D from the data's input shape.
+
+Each conv layer maps N -> M = (N - F + 2P) / S + 1 per spatial axis (F kernel, P padding, S stride);
+pooling halves (pool_size) an axis only while it stays at least one pixel.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from math import prod
+
+import torch
+from torch import nn
+
+from dlrun.errors import ConfigError
+from dlrun.models.activations import ACTIVATIONS
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
+_BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
+_POOL = {("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d, ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d}
+
+
+def conv_output_size(n: int, f: int, s: int, p: int) -> int:
+    """M = (N - F + 2P) / S + 1, rounded down as PyTorch does."""
+    return (n - f + 2 * p) // s + 1
+
+
+def per_layer(values: list[int], i: int) -> int:
+    return values[i] if len(values) > 1 else values[0]
+
+
+class CNN(nn.Module):
+    """x -> [conv_i -> bn_i -> act_i -> pool_i] * len(channels) -> flatten -> [fc_j -> act -> drop] -> out."""
+
+    def __init__(self, cfg, input_shape: tuple[int, ...], out_features: int):
+        super().__init__()
+        dims = len(input_shape) - 1  # (C, L) -> 1-D convolutions, (C, H, W) -> 2-D
+        channels, *size = input_shape
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        for i, width in enumerate(cfg.channels):
+            f, s, p = per_layer(cfg.kernel, i), per_layer(cfg.stride, i), per_layer(cfg.padding, i)
+            out_size = [conv_output_size(n, f, s, p) for n in size]
+            if min(out_size) < 1:
+                raise ConfigError(
+                    f"model.kernel: conv{i + 1} maps size {size} to M = (N - {f} + 2*{p}) / {s} + 1 = {out_size}, "
+                    "below one pixel; use a smaller kernel or stride, more padding, or fewer layers"
+                )
+            layers[f"conv{i + 1}"] = _CONV[dims](channels, width, f, s, p)
+            if cfg.norm == "batch":
+                layers[f"bn{i + 1}"] = _BN[dims](width)
+            layers[f"act{i + 1}"] = ACTIVATIONS.get(cfg.activation)()
+            size, channels = out_size, width
+            if cfg.pool != "none" and min(size) >= cfg.pool_size:  # never pool below one pixel
+                layers[f"pool{i + 1}"] = _POOL[(cfg.pool, dims)](cfg.pool_size)
+                size = [n // cfg.pool_size for n in size]
+        layers["flatten"] = nn.Flatten()
+        width = channels * prod(size)
+        for j, h in enumerate(cfg.hidden):
+            layers[f"fc{j + 1}"] = nn.Linear(width, h)
+            layers[f"fc_act{j + 1}"] = ACTIVATIONS.get(cfg.activation)()
+            if cfg.dropout > 0:
+                layers[f"fc_drop{j + 1}"] = nn.Dropout(cfg.dropout)
+            width = h
+        layers["out"] = nn.Linear(width, out_features)
+        self.layers = nn.Sequential(layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)  # (B, C, L) or (B, C, H, W) -> (B, out_features)
+
+
+def build_cnn(cfg, input_shape: tuple[int, ...], out_features: int) -> CNN:
+    """Convolutional network: conv blocks then an MLP head (1-D for signals, 2-D for images)."""
+    return CNN(cfg, input_shape, out_features)
+
+
+def fits(task) -> str | None:
+    if task.input_kind in ("signal", "image"):
+        return None
+    return (
+        f"it convolves signals (C, L) or images (C, H, W), and this data has {prod(task.input_shape)} "
+        "tabular features with no neighbourhood to convolve; try model=mlp"
+    )

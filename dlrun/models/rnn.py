@@ -1,0 +1,133 @@
+"""Recurrent networks: h_t = F(x_t, h_{t-1}; W) with F a tanh RNN, an LSTM or a GRU, then a linear head.
+
+How an example becomes a sequence x_1 ... x_T (the model takes a batch (B, *input_shape)):
+
+- a signal (C, L) (input_kind "signal") is read one step per position: T = L steps of C features
+  (MNIST-1D: 40 steps of 1 feature);
+- an image (C, H, W) (input_kind "image") is read row by row, top to bottom: T = H steps of C*W
+  features, step t holding row t of every channel, channel by channel (digits: 8 steps of 8 features);
+- a 1-D shape (L,) is read as T = L steps of 1 feature.
+
+The readout turns the outputs y_1 ... y_T (each hidden_size * directions wide) into one vector:
+
+- last: the output at the last step, y_T; bidirectional: the forward direction's y_T next to the
+  backward direction's y_1, i.e. the final hidden states of both directions (h_n of the top layer);
+- mean: the mean of y_t over the T steps;
+- flatten: every step's output, concatenated (T * hidden_size * directions values).
+
+A Linear layer (`out`) maps that vector to out_features (logits or values).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dlrun.config.schema import RNNConfig
+
+CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # nn.RNN is tanh by default
+
+
+def sequence_shape(input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(T, F): the steps and features per step the model reads from one example of `input_shape`."""
+    if len(input_shape) == 1:  # (L,): L steps of 1 feature
+        return input_shape[0], 1
+    if len(input_shape) == 2:  # (C, L) signal: L steps of C features
+        c, length = input_shape
+        return length, c
+    if len(input_shape) == 3:  # (C, H, W) image: H rows of C*W features
+        c, h, w = input_shape
+        return h, c * w
+    raise ValueError(f"model=rnn reads inputs of shape (L,), (C, L) or (C, H, W), not {tuple(input_shape)}")
+
+
+def to_sequence(x: torch.Tensor) -> torch.Tensor:
+    """(B, *input_shape) -> (B, T, F) in the reading order of the module docstring."""
+    if x.dim() == 2:  # (B, L)
+        return x.unsqueeze(-1)  # (B, L, 1)
+    if x.dim() == 3:  # (B, C, L)
+        return x.transpose(1, 2)  # (B, L, C)
+    if x.dim() == 4:  # (B, C, H, W)
+        b, c, h, w = x.shape
+        return x.permute(0, 2, 1, 3).reshape(b, h, c * w)  # (B, H, C, W) -> (B, H, C*W)
+    raise ValueError(f"model=rnn reads batches of shape (B, L), (B, C, L) or (B, C, H, W), not {tuple(x.shape)}")
+
+
+class RNN(nn.Module):
+    """x -> to_sequence -> rnn (stacked, optionally bidirectional) -> readout -> out.
+
+    `self.rnn` is the torch recurrent module (nn.RNN, nn.LSTM or nn.GRU, batch_first), `self.out`
+    the linear head.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        out_features: int,
+        cell: str = "gru",
+        hidden_size: int = 64,
+        layers: int = 1,
+        bidirectional: bool = False,
+        readout: str = "last",
+        dropout: float = 0.0,
+    ):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell '{cell}'; choose from: {', '.join(CELLS)}")
+        self.steps, self.features = sequence_shape(tuple(input_shape))  # T, F
+        self.hidden_size = hidden_size
+        self.directions = 2 if bidirectional else 1
+        self.readout = readout
+        self.rnn = CELLS[cell](
+            self.features,
+            hidden_size,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if layers > 1 else 0.0,  # torch applies it between stacked layers only
+        )
+        width = hidden_size * self.directions  # one step's output
+        if readout == "flatten":
+            width *= self.steps
+        elif readout not in ("last", "mean"):
+            raise ValueError(f"unknown readout '{readout}'; choose from: last, mean, flatten")
+        self.out = nn.Linear(width, out_features)  # logits (or values); the loss applies sigmoid/softmax
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = to_sequence(x)  # (B, T, F)
+        y, _ = self.rnn(seq)  # (B, T, D*H), D = directions; forward outputs first, then backward
+        if self.readout == "last":
+            if self.directions == 1:
+                z = y[:, -1]  # (B, H): y_T = h_T
+            else:
+                h = self.hidden_size
+                z = torch.cat([y[:, -1, :h], y[:, 0, h:]], dim=1)  # (B, 2H): forward h_T, backward h_1
+        elif self.readout == "mean":
+            z = y.mean(dim=1)  # (B, D*H)
+        else:  # flatten
+            z = y.reshape(y.shape[0], -1)  # (B, T*D*H)
+        return self.out(z)  # (B, out_features)
+
+
+def build_rnn(cfg: RNNConfig, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
+    """Recurrent network (rnn, lstm or gru) reading a signal step by step or an image row by row."""
+    return RNN(
+        tuple(input_shape),
+        out_features,
+        cell=cfg.cell,
+        hidden_size=cfg.hidden_size,
+        layers=cfg.layers,
+        bidirectional=cfg.bidirectional,
+        readout=cfg.readout,
+        dropout=cfg.dropout,
+    )
+
+
+def fits(task) -> str | None:
+    """None when model=rnn can read the task's inputs (signals, images), else a one-line reason."""
+    if task.input_kind in ("signal", "image"):
+        return None
+    return (
+        "it reads sequences (signals, or images row by row), and "
+        f"{task.input_kind} features have no order to read; try model=mlp"
+    )

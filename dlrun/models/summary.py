@@ -1,0 +1,54 @@
+"""A per-layer table of a model: output shape, parameters, and M = (N - F + 2P)/S + 1 for conv layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _formula(module: nn.Module, in_shape: tuple[int, ...]) -> str:
+    """For a conv layer, the output size of each spatial axis: M = (N - F + 2P) / S + 1."""
+    if not isinstance(module, nn.Conv1d | nn.Conv2d):
+        return ""
+    parts = []
+    for n, f, p, s in zip(in_shape[2:], module.kernel_size, module.padding, module.stride, strict=True):
+        parts.append(f"({n} - {f} + 2*{p})/{s} + 1 = {(n - f + 2 * p) // s + 1}")
+    if len(set(parts)) == 1:  # square images: one formula serves both axes
+        return "M = " + parts[0]
+    return "M = " + ", ".join(f"{axis}: {part}" for axis, part in zip("HW", parts, strict=True))
+
+
+@torch.no_grad()
+def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Rows (layer, type, output shape without the batch, parameters, formula) from one forward pass."""
+    rows: list[dict[str, Any]] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if next(module.children(), None) is not None:  # containers: their leaves are listed
+            continue
+
+        def hook(mod, inputs, output, name=name):
+            out = output[0] if isinstance(output, tuple) else output
+            rows.append(
+                {
+                    "layer": name.removeprefix("layers."),
+                    "type": type(mod).__name__,
+                    "output": tuple(out.shape[1:]),
+                    "params": sum(p.numel() for p in mod.parameters(recurse=False)),
+                    "formula": _formula(mod, tuple(inputs[0].shape)),
+                }
+            )
+
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        model(torch.zeros(2, *input_shape, device=device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return {"rows": rows, "params": sum(p.numel() for p in model.parameters()), "input": tuple(input_shape)}
