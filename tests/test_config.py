@@ -108,3 +108,25 @@ def test_resume_overrides_change_values_not_groups(tmp_path):
 def test_validate_rejects_unknown_top_level_key():
     with pytest.raises(ConfigError, match="unknown top-level key"):
         validate({"modell": {}})
+
+
+def test_every_yaml_file_lists_every_key_of_its_schema():
+    """A key missing from a YAML file could not be overridden on the command line."""
+    from dataclasses import fields, is_dataclass
+
+    from omegaconf import OmegaConf
+
+    from dlrun.config.compose import conf_dir
+
+    for group, options in SCHEMAS.items():
+        for path in sorted((conf_dir() / group).glob("*.yaml")):
+            node = OmegaConf.to_container(OmegaConf.load(path))
+            if "defaults" in node:  # presets take their keys from the file they extend
+                continue
+            schema = TrainerConfig if group == "trainer" else options[node["name"]]
+            for f in fields(schema):
+                assert f.name in node, f"conf/{group}/{path.name} lacks {f.name}"
+                default = getattr(schema(), f.name)
+                if is_dataclass(default):
+                    nested = {g.name for g in fields(default)}
+                    assert nested <= set(node[f.name]), f"conf/{group}/{path.name}: {f.name} lacks keys"

@@ -18,8 +18,9 @@ from dlrun.config import compose, list_options
 from dlrun.config.schema import SCHEMAS
 from dlrun.data import DATASETS, Dataset, build
 
-FIXED_TEST_SPLIT = {"mnist1d"}  # published test splits: tested in their own files
-NAMES = sorted(set(SCHEMAS["data"]) - FIXED_TEST_SPLIT)
+# published test splits (test_mnist1d.py, test_download.py) and sequence tasks (test_sequences.py)
+OWN_TESTS = {"mnist1d", "mnist", "fashion_mnist", "kmnist", "cifar10", "adding", "parity", "sines"}
+NAMES = sorted(set(SCHEMAS["data"]) - OWN_TESTS)
 SKLEARN = {
     "digits": skd.load_digits,
     "iris": skd.load_iris,
@@ -72,7 +73,7 @@ def _rows(x: torch.Tensor, y: torch.Tensor) -> list[tuple[bytes, bytes]]:
 def test_registry_matches_schema_and_conf():
     build(config("iris"))  # registers the bundled sets
     conf_options = {option for option, _ in list_options("data")["data"]}
-    assert set(DATASETS) == set(SCHEMAS["data"]) == set(NAMES) | FIXED_TEST_SPLIT == conf_options
+    assert set(DATASETS) == set(SCHEMAS["data"]) == set(NAMES) | OWN_TESTS == conf_options
     assert set(META) == set(NAMES)
 
 

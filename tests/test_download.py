@@ -27,9 +27,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from dlrun.data import download
-from dlrun.data.download import MNIST_FILES, SOURCES, cache_dir, fetch, load, read_cifar10, read_idx
+from dlrun.config import compose
+from dlrun.data import build, download
+from dlrun.data.download import MNIST_FILES, SOURCES, Source, cache_dir, fetch, load, read_cifar10, read_idx
 from dlrun.errors import ConfigError
+from dlrun.train import train
 
 N_TRAIN, N_TEST = 5, 3  # MNIST-like images per split
 CIFAR_ROWS = {**{f"data_batch_{i}": 2 for i in range(1, 6)}, "test_batch": 3}
@@ -453,3 +455,63 @@ def test_read_cifar10_refuses_pickles_that_call_functions(tmp_path):
     with pytest.raises(ConfigError, match=r"data_batch_1: not a CIFAR-10 batch \(global .*mkdir is not allowed\)"):
         read_cifar10(path)
     assert not marker.exists()
+
+
+# --- data=mnist / data=cifar10 through the real download path -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mnist_balanced():
+    """An MNIST-like set large enough for a stratified train/val split: 6 train and 2 test images per class."""
+    rng = np.random.default_rng(1)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, size=(60, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": np.repeat(np.arange(10, dtype=np.uint8), 6),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, size=(20, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": np.repeat(np.arange(10, dtype=np.uint8), 2),
+    }
+    files = {name: idx(a) for name, a in arrays.items()}
+    return files, {name: sha(data) for name, data in files.items()}, arrays
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "kmnist"])
+def test_data_option_downloads_verifies_and_trains(name, server, mnist_balanced, monkeypatch, tmp_path):
+    files, sums, arrays = mnist_balanced
+    server.files.update(files)
+    monkeypatch.setitem(SOURCES, name, Source(mirrors=(server.url,), sha256=sums))
+    cfg = compose(
+        [
+            f"data={name}",
+            "model=lenet5",
+            "trainer.epochs=1",
+            "trainer.progress=none",
+            "trainer.hist_every=0",
+            f"runs_dir={tmp_path / 'runs'}",
+        ]
+    )
+    ds = build(cfg.data)
+    assert ds.task.input_shape == (1, 28, 28) and ds.task.input_kind == "image" and ds.task.n_classes == 10
+    assert len(ds.test) == 20 and len(ds.train) + len(ds.val) == 60  # the published test split
+    # pixels scaled to [0, 1] and standardized with the train split's mean and std
+    expected = (arrays["t10k-images-idx3-ubyte.gz"] / 255.0 - ds.stats["x_mean"]) / ds.stats["x_std"]
+    assert np.allclose(ds.test.x[:, 0].numpy(), expected, atol=1e-5)
+    summary = train(cfg)
+    assert summary["status"] == "completed" and 0.0 <= summary["metrics"]["test/acc"] <= 1.0
+    assert len(server.requests) == 4  # downloaded once: the second build read the cache
+
+
+def test_data_cifar10_is_three_channel_images(server, cifar, monkeypatch):
+    archive, digest, arrays = cifar
+    server.files["cifar-10-python.tar.gz"] = archive
+    monkeypatch.setitem(SOURCES, "cifar10", Source(mirrors=(server.url,), sha256={"cifar-10-python.tar.gz": digest}))
+    ds = build(compose(["data=cifar10"]).data)
+    assert ds.task.input_shape == (3, 32, 32) and ds.task.class_names[0] == "airplane"
+    assert len(ds.test) == len(arrays["test_batch"][1])
+
+
+def test_data_option_offline_is_one_line_naming_the_directory(monkeypatch, data_dir):
+    monkeypatch.setitem(SOURCES, "mnist", Source(mirrors=(closed_port_url(),), sha256=SOURCES["mnist"].sha256))
+    with pytest.raises(ConfigError) as err:
+        build(compose(["data=mnist"]).data)
+    message = str(err.value)
+    assert "\n" not in message and "train-images-idx3-ubyte.gz" in message and str(data_dir / "mnist") in message

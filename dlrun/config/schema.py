@@ -138,8 +138,42 @@ class RNNConfig:
         check_range("dropout", self.dropout, 0.0, 1.0, hi_open=True)
 
 
+@dataclass
+class ResNetConfig:
+    name: str = "resnet"
+    depth: int = 20  # 6n + 2: a 3x3 stem, three stages of n basic blocks, global average pooling, FC
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64])  # channels of the stem and the stages
+    skip: bool = True  # H(x) = F(x) + x; false: the plain network with the same parameter count
+
+    def __post_init__(self):
+        if self.depth < 8 or (self.depth - 2) % 6:
+            raise FieldError("depth", f"{self.depth} is not 6n + 2 with n >= 1; use 8, 14, 20, 32, 44, 56, 110, ...")
+        if len(self.widths) != 3:
+            raise FieldError("widths", f"give three widths (one per stage), not {len(self.widths)}")
+        check_widths("widths", self.widths, allow_empty=False)
+
+
 # ---------------------------------------------------------------- data
 STANDARDIZE = ("feature", "global", "none")
+
+
+@dataclass
+class AugmentConfig:
+    """Train-split augmentation, on the device, drawn fresh for every batch. All off by default."""
+
+    crop: int = 0  # images: pad by this many pixels (zeros), then crop a random window of the original size
+    shift: int = 0  # signals: pad the time axis by this many steps, then take a random window (a random shift)
+    flip: bool = False  # images: mirror left-right with probability 1/2
+    noise: float = 0.0  # Gaussian noise std added to every input value (standardized units)
+
+    def __post_init__(self):
+        check_range("augment.crop", self.crop, 0)
+        check_range("augment.shift", self.shift, 0)
+        check_range("augment.noise", self.noise, 0.0)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.crop or self.shift or self.flip or self.noise)
 
 
 @dataclass
@@ -149,7 +183,7 @@ class DataConfig:
     test_fraction: float = 0.2  # of all examples
     seed: int = 0  # the split's seed (kept apart from trainer.seed so splits stay put across seeds)
     standardize: str = "feature"  # feature: per input feature; global: one mean/std; none. Fitted on train only.
-    standardize_targets: bool = True  # regression only: targets scaled by train mean/std
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         check_range("val_fraction", self.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
@@ -166,10 +200,55 @@ class MNIST1DConfig:
     seed: int = 0  # the train/val split's seed
     standardize: str = "none"  # the frozen data is already globally standardized
     shuffle_time: bool = False  # one fixed permutation of the 40 time steps, for every example
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):
         check_range("val_fraction", self.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
         check_choice("standardize", self.standardize, STANDARDIZE)
+
+
+@dataclass
+class RegressionConfig(DataConfig):
+    standardize_targets: bool = True  # targets scaled by the train mean and std
+
+
+@dataclass
+class ImageSetConfig:
+    name: str = "mnist"
+    val_fraction: float = 0.1  # of the published train split; the published test split is kept
+    seed: int = 0  # the train/val split's seed
+    standardize: str = "global"  # one mean and std over all train pixels (fitted on train only)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self):
+        check_range("val_fraction", self.val_fraction, 0.0, 1.0, lo_open=True, hi_open=True)
+        check_choice("standardize", self.standardize, STANDARDIZE)
+
+
+@dataclass
+class SequenceConfig(DataConfig):
+    n_samples: int = 2000  # sequences in all splits together
+    length: int = 20  # time steps T
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("n_samples", self.n_samples, 20)
+        check_range("length", self.length, 2)
+
+
+@dataclass
+class AddingConfig(SequenceConfig):
+    standardize_targets: bool = True  # targets scaled by the train mean and std
+
+
+@dataclass
+class SinesConfig(SequenceConfig):
+    noise: float = 0.05  # Gaussian noise std added to every value
+    standardize_targets: bool = False  # targets scaled by the train mean and std
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("noise", self.noise, 0.0)
 
 
 @dataclass
@@ -181,6 +260,11 @@ class SyntheticConfig(DataConfig):
         super().__post_init__()
         check_range("n_samples", self.n_samples, 20)
         check_range("noise", self.noise, 0.0)
+
+
+@dataclass
+class SineConfig(SyntheticConfig):
+    standardize_targets: bool = False  # targets scaled by the train mean and std
 
 
 @dataclass
@@ -387,12 +471,18 @@ class Config:
 
 # group -> option `name` -> schema. A group whose options share one schema maps every name to it.
 SCHEMAS: dict[str, dict[str, type]] = {
-    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig},
+    "model": {"mlp": MLPConfig, "cnn": CNNConfig, "rnn": RNNConfig, "resnet": ResNetConfig},
     "data": {
-        **{n: DataConfig for n in ("digits", "iris", "breast_cancer", "wine", "diabetes")},
-        **{n: SyntheticConfig for n in ("xor", "moons", "circles", "sine")},
+        **{n: DataConfig for n in ("digits", "iris", "breast_cancer", "wine")},
+        "diabetes": RegressionConfig,
+        **{n: SyntheticConfig for n in ("xor", "moons", "circles")},
+        "sine": SineConfig,
         **{n: ClustersConfig for n in ("spirals", "blobs")},
         "mnist1d": MNIST1DConfig,
+        **{n: ImageSetConfig for n in ("mnist", "fashion_mnist", "kmnist", "cifar10")},
+        "adding": AddingConfig,
+        "parity": SequenceConfig,
+        "sines": SinesConfig,
     },
     "loss": {n: MSELossConfig if n in ("auto", "mse") else LossConfig for n in LOSSES},  # auto may become mse
     "optim": {

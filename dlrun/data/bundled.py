@@ -10,6 +10,16 @@ from sklearn.model_selection import train_test_split
 from dlrun.data import DATASETS, Dataset, Split, Task
 
 
+def _split(idx: np.ndarray, y: np.ndarray, size: float, seed: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of idx; stratified by class when every class can appear on both sides."""
+    if kind != "regression":
+        try:
+            return train_test_split(idx, test_size=size, random_state=seed, stratify=y[idx])
+        except ValueError:  # too few examples of a class (tiny sets): fall back to a plain random split
+            pass
+    return train_test_split(idx, test_size=size, random_state=seed)
+
+
 def split_and_standardize(
     name: str,
     x: np.ndarray,
@@ -28,17 +38,14 @@ def split_and_standardize(
     otherwise test_fraction and val_fraction are fractions of all examples.
     """
     n = len(x)
-    stratify = y if kind != "regression" else None
     idx = np.arange(n)
     if n_test is None:
-        rest, test = train_test_split(idx, test_size=cfg.test_fraction, random_state=cfg.seed, stratify=stratify)
+        rest, test = _split(idx, y, cfg.test_fraction, cfg.seed, kind)
         val_size = cfg.val_fraction / (1.0 - cfg.test_fraction)
     else:
         rest, test = idx[: n - n_test], idx[n - n_test :]
         val_size = cfg.val_fraction
-    train, val = train_test_split(
-        rest, test_size=val_size, random_state=cfg.seed, stratify=None if stratify is None else y[rest]
-    )
+    train, val = _split(rest, y, val_size, cfg.seed, kind)
 
     x = x.astype(np.float64)
     stats: dict[str, np.ndarray] = {}

@@ -7,7 +7,7 @@ import warnings
 from torch import nn
 
 from dlrun.errors import ConfigError
-from dlrun.models import cnn, rnn
+from dlrun.models import cnn, resnet, rnn
 from dlrun.models.mlp import build_mlp
 from dlrun.registry import Registry
 
@@ -15,7 +15,8 @@ MODELS: Registry = Registry("model")
 MODELS.register("mlp")(build_mlp)
 MODELS.register("cnn")(cnn.build_cnn)
 MODELS.register("rnn")(rnn.build_rnn)
-FITS = {"cnn": cnn.fits, "rnn": getattr(rnn, "fits", None)}  # name -> task -> reason it does not fit, or None
+MODELS.register("resnet")(resnet.build_resnet)
+FITS = {"cnn": cnn.fits, "rnn": rnn.fits, "resnet": resnet.fits}  # name -> task -> reason it does not fit, or None
 
 
 class DlrunWarning(UserWarning):

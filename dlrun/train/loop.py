@@ -22,7 +22,7 @@ from torch import nn
 from dlrun import losses, models, regularizers
 from dlrun.config import Config, flat, to_yaml
 from dlrun.config.schema import SCHEMAS
-from dlrun.data import Dataset, Task
+from dlrun.data import Dataset, Task, augment
 from dlrun.data import build as build_data
 from dlrun.errors import ConfigError, RunFailed
 from dlrun.init import initialize
@@ -70,6 +70,7 @@ class Setup:
     total_steps: int
     monitor: str  # e.g. val/acc
     maximize: bool
+    augment: Any = None  # (B, ...) -> (B, ...) on train batches, or None
 
     @property
     def task(self) -> Task:
@@ -119,6 +120,7 @@ def build(cfg: Config) -> Setup:
         total_steps=total_steps,
         monitor=monitor,
         maximize=monitor.endswith("acc"),
+        augment=augment.build(cfg.data.augment, data.task) if hasattr(cfg.data, "augment") else None,
     )
 
 
@@ -228,7 +230,8 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
             order = epoch_order(t.seed, epoch, len(train)).to(s.device, non_blocking=True)
             for b in range(first, spe):
                 idx = order[b * bs : (b + 1) * bs if b < spe - 1 else len(train)]
-                loss, reg = train_step(s, train.x[idx], train.y[idx])
+                x = train.x[idx] if s.augment is None else s.augment(train.x[idx])
+                loss, reg = train_step(s, x, train.y[idx])
                 loss_sum += loss
                 if reg is not None:
                     reg_sum += reg
