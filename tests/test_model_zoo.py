@@ -1,0 +1,57 @@
+"""Every registered model on every bundled dataset it fits: forward, backward, every parameter gets a
+finite gradient; and every pair that does not fit is refused with one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dlrun import losses
+from dlrun.config import compose
+from dlrun.config.schema import SCHEMAS
+from dlrun.data import build as build_data
+from dlrun.errors import ConfigError
+from dlrun.models import MODELS, build, check_fit
+
+DOWNLOADED = {"mnist", "fashion_mnist", "kmnist", "cifar10"}  # served locally in test_download.py
+DATASETS = sorted(set(SCHEMAS["data"]) - DOWNLOADED)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return {name: build_data(compose([f"data={name}"]).data) for name in DATASETS}
+
+
+def test_every_model_name_has_a_schema():
+    assert set(MODELS) == set(SCHEMAS["model"])
+
+
+@pytest.mark.parametrize("model_name", sorted(SCHEMAS["model"]))
+@pytest.mark.parametrize("data_name", DATASETS)
+def test_model_on_data(model_name, data_name, data):
+    cfg = compose([f"model={model_name}", "model.depth=8"] if model_name == "resnet" else [f"model={model_name}"])
+    ds = data[data_name]
+    loss_name, loss_fn = losses.build(compose([]).loss, ds.task)
+    try:
+        check_fit(cfg.model, ds.task, data_name)
+    except ConfigError as e:  # refused: only ordered-input models on tabular data
+        assert model_name in ("cnn", "rnn", "resnet") and ds.task.input_kind == "tabular"
+        assert "\n" not in str(e) and "try model=mlp" in str(e)
+        return
+    torch.manual_seed(0)
+    model = build(cfg.model, ds.task.input_shape, losses.out_features(loss_name, ds.task))
+    x, y = ds.train.x[:6], ds.train.y[:6]
+    out = model(x)
+    assert out.shape[0] == 6 and torch.isfinite(out).all()
+    loss_fn(out, y).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{name} has a non-finite gradient"
