@@ -92,3 +92,12 @@ def test_summary_command(runs):
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "try model=mlp" in bad.stderr
     train = dlrun("train", f"runs_dir={runs}", "model=cnn", "data=moons")
     assert train.returncode == 2 and "does not fit" in train.stderr and not any(runs.rglob("summary.json"))
+
+
+def test_lenet5_on_digits_reaches_098(runs):
+    # experiments/digits_lenet5.yaml: batch norm, random 1-pixel crops, 60 epochs (default seed)
+    from dlrun.train import train
+    from tests.conftest import quick
+
+    s = train(compose(quick(runs, "experiment=digits_lenet5", "trainer.checkpoint=false")))
+    assert s["metrics"]["test/acc"] >= 0.98
