@@ -12,13 +12,13 @@ has exactly the same parameter count.
 from __future__ import annotations
 
 from collections import OrderedDict
-from math import prod
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from dlrun.errors import ConfigError
+from dlrun.models.cnn import fits as cnn_fits
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
@@ -130,10 +130,4 @@ def build_resnet(cfg, input_shape: tuple[int, ...], out_features: int) -> ResNet
     return ResNet(cfg, input_shape, out_features)
 
 
-def fits(task) -> str | None:
-    if task.input_kind in ("signal", "image"):
-        return None
-    return (
-        f"it convolves signals (C, L) or images (C, H, W), and this data has {prod(task.input_shape)} "
-        "tabular features with no neighbourhood to convolve; try model=mlp"
-    )
+fits = cnn_fits  # a ResNet reads what any convolutional network reads
