@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrun.errors import ConfigError
-from dlrun.train.rundir import find_runs, read_summary
+from dlrun.train.rundir import find_runs
 
 
 def collect(root: Path | str) -> list[dict[str, Any]]:
@@ -15,10 +15,7 @@ def collect(root: Path | str) -> list[dict[str, Any]]:
     if not root.is_dir():
         raise ConfigError(f"{root}: no such directory; give a folder of runs (default: runs)")
     rows = []
-    for path in find_runs(root):
-        summary = read_summary(path)
-        if summary is None:
-            continue
+    for path, summary in find_runs(root):
         rows.append(
             {
                 "run": str(path.relative_to(root)) if path != root else str(path),

@@ -88,11 +88,7 @@ def truncate_metrics(path: Path, step: int) -> None:
     atomic_write(file, "".join(line + "\n" for line in keep))
 
 
-def find_runs(root: Path) -> list[Path]:
-    """Every run directory (one with a summary.json) under root, in the order they were started."""
-    runs = [p.parent for p in Path(root).rglob("summary.json")]
-
-    def started(path: Path) -> float:
-        return (read_summary(path) or {}).get("started_at") or path.stat().st_mtime
-
-    return sorted(runs, key=started)
+def find_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """(run directory, summary) of every readable run under root, in the order they were started."""
+    runs = [(p.parent, s) for p in Path(root).rglob("summary.json") if (s := read_summary(p.parent)) is not None]
+    return sorted(runs, key=lambda run: run[1].get("started_at") or run[0].stat().st_mtime)
