@@ -16,10 +16,8 @@ import gzip
 import hashlib
 import http.client
 import io
-import os
 import pickle
 import tarfile
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,6 +28,7 @@ import numpy as np
 
 from dlrun.data import cache_dir  # $DLRUN_DATA, default ~/.cache/dlrun
 from dlrun.errors import ConfigError, suggest
+from dlrun.files import atomic_file
 
 __all__ = ["SOURCES", "Source", "cache_dir", "fetch", "load", "read_cifar10", "read_idx", "sha256"]
 
@@ -98,9 +97,6 @@ SOURCES: dict[str, Source] = {
     ),
 }
 MNIST_FAMILY = ("mnist", "fashion_mnist", "kmnist")
-
-_UMASK = os.umask(0)  # read once: mkstemp makes 0600 files, the cache gets the usual permissions
-os.umask(_UMASK)
 
 
 def sha256(path: Path) -> str:
@@ -186,24 +182,18 @@ def _reason(e: Exception) -> str:
 def _download(name: str, url: str, path: Path, expected: str, timeout: float) -> Path:
     """Stream `url` into a temporary file next to `path`, check its SHA-256, rename it into place."""
     request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
+    # atomic: `path` stays absent (or the old file) unless the block ends with a verified download
+    with atomic_file(path, suffix=".part") as out, urllib.request.urlopen(request, timeout=timeout) as response:
         digest = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-            os.fchmod(out.fileno(), 0o666 & ~_UMASK)
-            while chunk := response.read(CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
+        while chunk := response.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
         actual = digest.hexdigest()
         if actual != expected:
             raise ConfigError(
                 f"{name}: checksum mismatch for {path.name} from {url}: expected SHA-256 {expected}, got {actual}; "
                 "the download was discarded"
             )
-        os.replace(tmp, path)  # atomic: `path` is either absent (or the old file) or the verified download
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
