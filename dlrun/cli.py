@@ -224,6 +224,10 @@ def runs(directory: Path = typer.Argument(Path("runs"), help="A folder of runs (
     Console().print(table)
 
 
+# commands in their own modules register themselves on `app` (they import only typer and rich at the top)
+from dlrun.commands import gradcheck, lrfind, sweep, viz  # noqa: E402, F401
+
+
 def main(argv: list[str] | None = None) -> None:
     app(args=argv, prog_name="dlrun")
 

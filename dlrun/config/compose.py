@@ -17,7 +17,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationE
 from dlrun.config.schema import GROUPS, SCHEMAS, Config, FieldError, TrainerConfig
 from dlrun.errors import ConfigError, suggest
 
-_META_KEYS = ("name", "runs_dir", "resume", "experiment")
+_META_KEYS = ("name", "runs_dir", "resume", "experiment", "backprop")
 
 
 def conf_dir() -> Path:
@@ -143,6 +143,8 @@ def validate(raw: dict[str, Any] | DictConfig) -> Config:
         return Config(**typed, **meta)
     except TypeError as e:  # a meta key of the wrong shape
         raise ConfigError(str(e)) from None
+    except FieldError as e:
+        raise ConfigError(f"{e.key}: {e.message}") from None
 
 
 def _schema_for(group: str, node: dict[str, Any]) -> type:

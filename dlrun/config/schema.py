@@ -298,15 +298,19 @@ class MSELossConfig(LossConfig):
 
 
 # ---------------------------------------------------------------- optim
+OPTIM_IMPLS = ("torch", "lecture")
+
 @dataclass
 class OptimConfig:
     name: str = "sgd"
     lr: float = 0.01  # alpha, the step size
     weight_decay: float = 0.0  # PyTorch's coupled L2 (decoupled for adamw); see regularizer=l2 for the lecture form
+    impl: str = "torch"  # torch: torch.optim; lecture: the lectures' formulas, written out (dlrun/optim/lecture.py)
 
     def __post_init__(self):
         check_range("lr", self.lr, 0.0, lo_open=True)
         check_range("weight_decay", self.weight_decay, 0.0)
+        check_choice("impl", self.impl, OPTIM_IMPLS)
 
 
 @dataclass
@@ -343,12 +347,24 @@ class AdamConfig(OptimConfig):
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8  # PyTorch and the paper: m_hat / (sqrt(v_hat) + eps)
+    eps_inside_sqrt: bool = False  # the lecture's m_hat / sqrt(v_hat + eps); needs impl=lecture
 
     def __post_init__(self):
         super().__post_init__()
         check_range("beta1", self.beta1, 0.0, 1.0, hi_open=True)
         check_range("beta2", self.beta2, 0.0, 1.0, hi_open=True)
         check_range("eps", self.eps, 0.0)
+
+
+@dataclass
+class NewtonConfig(OptimConfig):
+    damping: float = 1e-4  # theta -= lr (H + damping I)^-1 g, H the exact Hessian by autograd
+    max_params: int = 5000  # larger models are refused (the Hessian has max_params^2 entries)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("damping", self.damping, 0.0)
+        check_range("max_params", self.max_params, 1)
 
 
 # ---------------------------------------------------------------- sched
@@ -401,10 +417,67 @@ class RegularizerConfig:
         check_range("strength", self.strength, 0.0)
 
 
+@dataclass
+class L1Config(RegularizerConfig):
+    zero_threshold: float = 1e-3  # weights with |w| below this count as zero in the logged sparsity
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("zero_threshold", self.zero_threshold, 0.0)
+
+
+@dataclass
+class ElasticConfig(L1Config):
+    l1_ratio: float = 0.5  # Omega = lambda (r sum |W| + (1 - r)/2 sum ||W||^2)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_range("l1_ratio", self.l1_ratio, 0.0, 1.0)
+
+
+@dataclass
+class DropoutRegConfig:
+    name: str = "dropout"
+    p: float = 0.5  # drop probability of each hidden unit; survivors scaled by 1/(1 - p); identity at evaluation
+
+    def __post_init__(self):
+        check_range("p", self.p, 0.0, 1.0, hi_open=True)
+
+
 # ---------------------------------------------------------------- init
 @dataclass
 class InitConfig:
     name: str = "default"
+    bias: float = 0.0  # every bias is set to this (not for init=default, which keeps PyTorch's biases)
+
+
+@dataclass
+class NormalInitConfig(InitConfig):
+    std: float = 0.01  # W ~ N(0, std^2)
+
+    def __post_init__(self):
+        check_range("std", self.std, 0.0)
+
+
+@dataclass
+class UniformInitConfig(InitConfig):
+    a: float = 0.05  # W ~ U[-a, a]
+
+    def __post_init__(self):
+        check_range("a", self.a, 0.0)
+
+
+@dataclass
+class ConstantInitConfig(InitConfig):
+    c: float = 0.1  # every weight equals c (symmetry is never broken)
+
+
+@dataclass
+class OrthogonalInitConfig(InitConfig):
+    gain: float = 1.0  # W = gain Q, Q (semi-)orthogonal
+
+    def __post_init__(self):
+        check_range("gain", self.gain, 0.0)
 
 
 # ---------------------------------------------------------------- trainer
@@ -431,6 +504,7 @@ class TrainerConfig:
     checkpoint: bool = True  # write checkpoints/last.pt and best.pt
     checkpoint_every: float = 60.0  # seconds between checkpoint writes at evaluations (and always at the end)
     progress: str = "auto"  # auto = a bar on a terminal, plain lines otherwise; bar, lines, none
+    diag_every: int = 500  # steps between diagnostics (per-layer grad norm, update/weight, activations); 0 = off
 
     def __post_init__(self):
         check_range("epochs", self.epochs, 1)
@@ -448,9 +522,12 @@ class TrainerConfig:
         check_choice("test_with", self.test_with, TEST_WITH)
         check_range("checkpoint_every", self.checkpoint_every, 0.0)
         check_choice("progress", self.progress, PROGRESS)
+        check_range("diag_every", self.diag_every, 0)
 
 
 # ---------------------------------------------------------------- the whole
+BACKPROPS = ("autograd", "manual")
+
 @dataclass
 class Config:
     """The composed, validated config that every library function reads."""
@@ -460,13 +537,17 @@ class Config:
     loss: Any = field(default_factory=MSELossConfig)
     optim: Any = field(default_factory=OptimConfig)
     sched: Any = field(default_factory=SchedConfig)
-    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
-    init: InitConfig = field(default_factory=InitConfig)
+    regularizer: Any = field(default_factory=RegularizerConfig)
+    init: Any = field(default_factory=InitConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     name: str | None = None  # run name; default: the experiment's name or <model>-<data>
     runs_dir: str = "runs"  # runs go to <runs_dir>/<name>/<timestamp>/
     resume: str | None = None  # a run directory to continue
     experiment: str | None = None  # set from `experiment=NAME`, recorded for the run directory
+    backprop: str = "autograd"  # autograd, or manual: the lecture's fprop/bprop modules (MLP only)
+
+    def __post_init__(self):
+        check_choice("backprop", self.backprop, BACKPROPS)
 
 
 # group -> option `name` -> schema. A group whose options share one schema maps every name to it.
@@ -494,6 +575,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "rmsprop": RMSpropConfig,
         "adam": AdamConfig,
         "adamw": AdamConfig,
+        "newton": NewtonConfig,
     },
     "sched": {
         "constant": SchedConfig,
@@ -502,8 +584,21 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "cosine": CosineSchedConfig,
         "inverse_time": InverseTimeSchedConfig,
     },
-    "regularizer": {"none": RegularizerConfig, "l2": RegularizerConfig, "l1": RegularizerConfig},
-    "init": {n: InitConfig for n in ("default", "glorot_uniform", "he_normal")},
+    "regularizer": {
+        "none": RegularizerConfig,
+        "l2": RegularizerConfig,
+        "weight_decay": RegularizerConfig,
+        "l1": L1Config,
+        "elastic": ElasticConfig,
+        "dropout": DropoutRegConfig,
+    },
+    "init": {
+        **{n: InitConfig for n in ("default", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal", "zeros")},
+        "normal": NormalInitConfig,
+        "uniform": UniformInitConfig,
+        "constant": ConstantInitConfig,
+        "orthogonal": OrthogonalInitConfig,
+    },
     "trainer": {"default": TrainerConfig},
 }
 GROUPS = tuple(SCHEMAS)

@@ -1,0 +1,1 @@
+"""dlrun gradcheck: registered on dlrun.cli.app."""

@@ -1,0 +1,1 @@
+"""dlrun lrfind: registered on dlrun.cli.app."""

@@ -1,0 +1,1 @@
+"""dlrun sweep: registered on dlrun.cli.app."""

@@ -1,0 +1,1 @@
+"""dlrun viz: registered on dlrun.cli.app."""
