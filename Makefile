@@ -6,10 +6,10 @@ TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test lint tb bench clean
+.PHONY: help install train test lint tb bench reproduce clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(BIN)/dlrun: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ tb: install  ## TensorBoard on runs/
 
 bench: install  ## time dlrun's trainer against a hand-written loop (prints the ratio)
 	$(BIN)/python -m dlrun.bench
+
+reproduce: install  ## run every claim in experiments/ at its seeds and write experiments/report/report.md
+	$(BIN)/dlrun experiment report --rerun --out experiments/report
 
 clean:  ## remove .venv and caches (runs/ stays)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

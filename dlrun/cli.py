@@ -225,12 +225,14 @@ def runs(directory: Path = typer.Argument(Path("runs"), help="A folder of runs (
 
 
 # commands in their own modules register themselves on `app` (they import only typer and rich at the top)
-from dlrun.commands import gradcheck, lrfind, sweep, viz  # noqa: E402, F401
+from dlrun.commands import experiment, gradcheck, lrfind, sweep, viz  # noqa: E402, F401
 
 
 def main(argv: list[str] | None = None) -> None:
     app(args=argv, prog_name="dlrun")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m dlrun.cli: run the imported module, whose app the commands joined
+    from dlrun.cli import main as imported_main
+
+    imported_main()

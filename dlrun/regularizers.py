@@ -1,42 +1,199 @@
-"""Regularization terms Omega(theta), added to the data loss: L = data loss + Omega."""
+"""Regularizers as the lectures write them, over the weights only (biases and normalization layers excluded).
+
+l2            Omega = lambda/2 sum ||W||^2                       dOmega/dW = lambda W
+l1            Omega = lambda sum |W_ij|                          dOmega/dW = lambda sign(W)
+elastic       Omega = lambda (r sum |W_ij| + (1 - r)/2 sum ||W||^2)
+weight_decay  no loss term: W <- W - lr lambda W at every step, decoupled from the gradient
+dropout       no loss term: inverted dropout after every hidden activation of the model
+
+The loss terms are added to the data loss (L = data loss + Omega); the trainer logs Omega apart from the
+data loss as `train/reg_loss`. l1 and elastic also log `weights/sparsity`, the fraction of weights with
+|w| < zero_threshold.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
 REGULARIZERS: Registry = Registry("regularizer")
 
+# normalization layers rescale activations; their scale and shift are never regularized, whatever their shape
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, getattr(nn, "RMSNorm", nn.LayerNorm))
+
 
 def weights(model: nn.Module) -> list[nn.Parameter]:
-    """The weight matrices and kernels (ndim > 1): biases and norm-layer scales/shifts are left out."""
-    return [p for p in model.parameters() if p.ndim > 1 and p.requires_grad]
+    """The weight matrices and kernels: every parameter with ndim > 1 outside normalization layers.
+
+    Biases and norm-layer scales/shifts are left out. Linear and recurrent matrices and conv kernels are
+    in. An nn.Embedding table is in too: it is a linear layer applied to one-hot inputs.
+    """
+    seen: set[int] = set()
+    out = []
+    for module in model.modules():
+        if isinstance(module, NORM_LAYERS):
+            continue
+        for p in module.parameters(recurse=False):
+            if p.ndim > 1 and p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
+
+
+# ----------------------------------------------------------------------------- the formulas
+def l2_penalty(ws: list[torch.Tensor], strength: float) -> torch.Tensor:
+    """lambda/2 sum ||W||^2."""
+    return 0.5 * strength * sum(w.pow(2).sum() for w in ws)
+
+
+def l1_penalty(ws: list[torch.Tensor], strength: float) -> torch.Tensor:
+    """lambda sum |W_ij|."""
+    return strength * sum(w.abs().sum() for w in ws)
+
+
+def elastic_penalty(ws: list[torch.Tensor], strength: float, l1_ratio: float) -> torch.Tensor:
+    """lambda (r sum |W_ij| + (1 - r)/2 sum ||W||^2)."""
+    return l1_penalty(ws, strength * l1_ratio) + l2_penalty(ws, strength * (1.0 - l1_ratio))
+
+
+@torch.no_grad()
+def sparsity(ws: list[torch.Tensor], zero_threshold: float) -> torch.Tensor:
+    """The fraction of weights with |w| < zero_threshold (a scalar on the device, no host sync)."""
+    zeros = sum((w.abs() < zero_threshold).sum() for w in ws)
+    return zeros / sum(w.numel() for w in ws)
+
+
+@torch.no_grad()
+def decay_(ws: list[torch.Tensor], optimizer: torch.optim.Optimizer, strength: float) -> None:
+    """W <- W - lr lambda W for every weight, lr the current learning rate of the weight's param group."""
+    mine = {id(w) for w in ws}
+    for group in optimizer.param_groups:
+        factor = 1.0 - float(group["lr"]) * strength
+        for p in group["params"]:
+            if id(p) in mine:
+                p.mul_(factor)
+
+
+# ----------------------------------------------------------------------------- what the loop uses
+@dataclass
+class Regularizer:
+    """What the training loop calls; every part is optional.
+
+    reg() is Omega (a scalar tensor added to the data loss) or None; reg.before_step(optimizer) runs
+    after the gradients are computed and before optimizer.step(); reg.scalars() are logged with
+    train/loss (tensors on the device, read in the log step's one host sync).
+    """
+
+    name: str
+    term: Callable[[], torch.Tensor] | None = None
+    decay: Callable[[torch.optim.Optimizer], None] | None = None
+    stats: Callable[[], dict[str, torch.Tensor]] | None = None
+
+    def __call__(self) -> torch.Tensor | None:
+        return self.term() if self.term is not None else None
+
+    def before_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.decay is not None:
+            self.decay(optimizer)
+
+    def scalars(self) -> dict[str, torch.Tensor]:
+        return self.stats() if self.stats is not None else {}
 
 
 @REGULARIZERS.register("none")
-def none(ws: list[torch.Tensor], strength: float) -> torch.Tensor | None:
+def none(cfg, model: nn.Module) -> Regularizer | None:
     """No regularization."""
     return None
 
 
 @REGULARIZERS.register("l2")
-def l2(ws: list[torch.Tensor], strength: float) -> torch.Tensor:
+def l2(cfg, model: nn.Module) -> Regularizer:
     """lambda/2 sum ||W||^2 over weights only; its gradient adds lambda W (decay (1 - eta lambda) W)."""
-    return 0.5 * strength * sum(w.pow(2).sum() for w in ws)
+    ws = weights(model)
+    return Regularizer("l2", term=lambda: l2_penalty(ws, cfg.strength))
 
 
 @REGULARIZERS.register("l1")
-def l1(ws: list[torch.Tensor], strength: float) -> torch.Tensor:
-    """lambda sum |W| over weights only; its gradient is lambda sign(W)."""
-    return strength * sum(w.abs().sum() for w in ws)
-
-
-def build(cfg, model: nn.Module):
-    """A function () -> Omega (a scalar tensor) or None when there is no term."""
-    fn = REGULARIZERS.get(cfg.name)
+def l1(cfg, model: nn.Module) -> Regularizer:
+    """lambda sum |W| over weights only; its gradient is lambda sign(W); logs weights/sparsity."""
     ws = weights(model)
-    if cfg.name == "none" or not ws:
-        return None
-    return lambda: fn(ws, cfg.strength)
+    return Regularizer(
+        "l1",
+        term=lambda: l1_penalty(ws, cfg.strength),
+        stats=lambda: {"weights/sparsity": sparsity(ws, cfg.zero_threshold)},
+    )
+
+
+@REGULARIZERS.register("elastic")
+def elastic(cfg, model: nn.Module) -> Regularizer:
+    """lambda (r sum |W| + (1 - r)/2 sum ||W||^2) over weights only; logs weights/sparsity."""
+    ws = weights(model)
+    return Regularizer(
+        "elastic",
+        term=lambda: elastic_penalty(ws, cfg.strength, cfg.l1_ratio),
+        stats=lambda: {"weights/sparsity": sparsity(ws, cfg.zero_threshold)},
+    )
+
+
+@REGULARIZERS.register("weight_decay")
+def weight_decay(cfg, model: nn.Module) -> Regularizer:
+    """Decoupled weight decay: W <- W - lr lambda W at every step, weights only (not a loss term).
+
+    Applied to W_t before optimizer.step() (after backward), so one step is exactly
+    W_{t+1} = W_t - lr (update_t + lambda W_t): for SGD (1 - lr lambda) W - lr grad, for Adam the
+    update of torch.optim.AdamW (Loshchilov & Hutter) restricted to the weights.
+    """
+    ws = weights(model)
+    return Regularizer("weight_decay", decay=lambda optimizer: decay_(ws, optimizer, cfg.strength))
+
+
+@REGULARIZERS.register("dropout")
+def dropout(cfg, model: nn.Module) -> Regularizer | None:
+    """Inverted dropout after every hidden activation: built into the model (see model_config)."""
+    return None
+
+
+def build(cfg, model: nn.Module) -> Regularizer | None:
+    """The regularizer the loop uses, or None when there is nothing to do during training."""
+    reg = REGULARIZERS.get(cfg.name)(cfg, model)
+    if reg is not None and not weights(model):
+        return None  # a model without weight matrices has nothing to regularize
+    return reg
+
+
+# ----------------------------------------------------------------------------- dropout
+def model_config(model_cfg, cfg):
+    """The model config to build: regularizer=dropout sets the model's own `dropout` key to p.
+
+    mlp: an InvertedDropout after every hidden activation (drop1, drop2, ...); cnn: after every hidden
+    activation of the fully connected head (fc_drop1, ...), not on the conv feature maps. rnn and resnet
+    are refused: a recurrent cell's activations are inside the cell, and the CIFAR ResNets use none.
+    """
+    if cfg.name != "dropout":
+        return model_cfg
+    name = model_cfg.name
+    if name == "rnn":
+        raise ConfigError(
+            "regularizer=dropout: model=rnn keeps its activations inside the recurrent cell; use "
+            "model.dropout with model.layers >= 2 (dropout between stacked layers), or regularizer=l2 / weight_decay"
+        )
+    if name not in ("mlp", "cnn"):
+        raise ConfigError(
+            f"regularizer=dropout: model={name} has no dropout (it relies on batch norm); "
+            "dropout is supported by model=mlp and the head of model=cnn; use regularizer=weight_decay or l2"
+        )
+    if not model_cfg.hidden:
+        where = "hidden layer" if name == "mlp" else "fully connected hidden layer in its head"
+        raise ConfigError(f"regularizer=dropout: model.hidden=[] leaves model={name} no {where} to drop units of")
+    if model_cfg.dropout not in (0.0, cfg.p):
+        raise ConfigError(
+            f"regularizer=dropout (p={cfg.p}) and model.dropout={model_cfg.dropout} both set dropout; keep one"
+        )
+    return dataclasses.replace(model_cfg, dropout=cfg.p)

@@ -44,6 +44,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
         rest = [o for o in overrides if not o.startswith("resume=")]
         return load_run_config(run_dir, rest, resume=True)
     raw, experiment = _hydra_compose(overrides)
+    raw.pop("claim", None)  # an experiment's claim block is read by `dlrun experiment`, not by training
     cfg = validate(raw)
     cfg.experiment = experiment
     return cfg

@@ -154,7 +154,7 @@ class ResNetConfig:
 
 
 # ---------------------------------------------------------------- data
-STANDARDIZE = ("feature", "global", "none")
+STANDARDIZE = ("feature", "global", "unit", "none")  # unit: min-max to [0, 1] over all train values
 
 
 @dataclass
@@ -182,7 +182,7 @@ class DataConfig:
     val_fraction: float = 0.15  # of all examples
     test_fraction: float = 0.2  # of all examples
     seed: int = 0  # the split's seed (kept apart from trainer.seed so splits stay put across seeds)
-    standardize: str = "feature"  # feature: per input feature; global: one mean/std; none. Fitted on train only.
+    standardize: str = "feature"  # feature (per input), global (one mean/std), unit ([0, 1]) or none; fitted on train
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self):

@@ -53,6 +53,8 @@ def split_and_standardize(
         mean, std = x[train].mean(axis=0), x[train].std(axis=0)
     elif cfg.standardize == "global":
         mean, std = x[train].mean(), x[train].std()
+    elif cfg.standardize == "unit":  # min-max over all train values: train inputs span [0, 1] (digits: x / 16)
+        mean, std = x[train].min(), x[train].max() - x[train].min()
     else:
         mean, std = np.zeros(1), np.ones(1)
     std = np.where(std > 1e-12, std, 1.0)  # constant features (e.g. digit borders) stay put

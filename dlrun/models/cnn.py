@@ -14,6 +14,7 @@ from torch import nn
 
 from dlrun.errors import ConfigError
 from dlrun.models.activations import ACTIVATIONS
+from dlrun.models.dropout import InvertedDropout
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
@@ -59,7 +60,7 @@ class CNN(nn.Module):
             layers[f"fc{j + 1}"] = nn.Linear(width, h)
             layers[f"fc_act{j + 1}"] = ACTIVATIONS.get(cfg.activation)()
             if cfg.dropout > 0:
-                layers[f"fc_drop{j + 1}"] = nn.Dropout(cfg.dropout)
+                layers[f"fc_drop{j + 1}"] = InvertedDropout(cfg.dropout)
             width = h
         layers["out"] = nn.Linear(width, out_features)
         self.layers = nn.Sequential(layers)

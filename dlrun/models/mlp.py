@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dlrun.models.activations import ACTIVATIONS
+from dlrun.models.dropout import InvertedDropout
 
 
 class MLP(nn.Module):
@@ -37,7 +38,7 @@ class MLP(nn.Module):
                 layers[f"ln{i}"] = nn.LayerNorm(h)
             layers[f"act{i}"] = ACTIVATIONS.get(activation)()
             if dropout > 0:
-                layers[f"drop{i}"] = nn.Dropout(dropout)  # inverted: survivors scaled by 1/(1-p)
+                layers[f"drop{i}"] = InvertedDropout(dropout)  # survivors scaled by 1/(1-p)
             width = h
         layers["out"] = nn.Linear(width, out_features)  # logits (or values); the loss applies sigmoid/softmax
         self.layers = nn.Sequential(layers)

@@ -1,4 +1,9 @@
-"""torch.optim optimizers by the names users type. Hyperparameter names follow the lectures."""
+"""Optimizers by the names users type. Hyperparameter names follow the lectures.
+
+`optim.impl=torch` (default) builds torch.optim's optimizer; `optim.impl=lecture` builds the
+lectures' formulas written out in dlrun/optim/lecture.py (see its docstring for where the forms
+differ). `optim=newton` (dlrun/optim/newton.py) has one form and keeps the default impl=torch.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,14 @@ from collections.abc import Iterable
 
 import torch
 
+from dlrun.errors import ConfigError
+from dlrun.optim import lecture
+from dlrun.optim.newton import Newton
 from dlrun.registry import Registry
 
-OPTIMIZERS: Registry = Registry("optim")
-FULL_BATCH = {"gd"}  # these take one step per epoch on the whole train split
+OPTIMIZERS: Registry = Registry("optim")  # impl=torch
+LECTURE: Registry = Registry("optim")  # impl=lecture
+FULL_BATCH = {"gd", "newton"}  # these take one step per epoch on the whole train split
 
 
 @OPTIMIZERS.register("gd")
@@ -63,5 +72,54 @@ def adamw(params, cfg):
     )
 
 
+@OPTIMIZERS.register("newton")
+def newton(params, cfg):
+    """Newton's method with the exact Hessian (small models only)."""
+    params = list(params)
+    n = sum(p.numel() for p in params if p.requires_grad)
+    if n > cfg.max_params:
+        raise ConfigError(
+            f"optim=newton: the model has {n:,} parameters, above optim.max_params={cfg.max_params:,} "
+            f"(the Hessian has n^2 entries); use a smaller model (e.g. model=linear) or raise optim.max_params"
+        )
+    return Newton(params, lr=cfg.lr, damping=cfg.damping, weight_decay=cfg.weight_decay)
+
+
+# ----------------------------------------------------------------------------- impl=lecture
+LECTURE.register("gd")(lambda params, c: lecture.GradientDescent(params, lr=c.lr, weight_decay=c.weight_decay))
+LECTURE.register("sgd")(lambda params, c: lecture.GradientDescent(params, lr=c.lr, weight_decay=c.weight_decay))
+LECTURE.register("momentum")(
+    lambda params, c: lecture.HeavyBall(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
+)
+LECTURE.register("adagrad")(lambda params, c: lecture.AdaGrad(params, lr=c.lr, eps=c.eps, weight_decay=c.weight_decay))
+LECTURE.register("rmsprop")(
+    lambda params, c: lecture.RMSProp(params, lr=c.lr, gamma=c.gamma, eps=c.eps, weight_decay=c.weight_decay)
+)
+LECTURE.register("adam")(
+    lambda params, c: lecture.Adam(
+        params,
+        lr=c.lr,
+        beta1=c.beta1,
+        beta2=c.beta2,
+        eps=c.eps,
+        eps_inside_sqrt=c.eps_inside_sqrt,
+        weight_decay=c.weight_decay,
+    )
+)
+
+
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg) -> torch.optim.Optimizer:
+    """The optimizer that cfg.name and cfg.impl name; impossible combinations raise ConfigError."""
+    if cfg.impl == "lecture":
+        if cfg.name not in LECTURE:
+            raise ConfigError(
+                f"optim.impl=lecture: optim={cfg.name} has no lecture form; use optim.impl=torch, "
+                f"or one of: {', '.join(LECTURE.names())}"
+            )
+        return LECTURE.get(cfg.name)(params, cfg)
+    if getattr(cfg, "eps_inside_sqrt", False):
+        raise ConfigError(
+            f"optim.eps_inside_sqrt=true: torch.optim's {cfg.name} puts eps outside the root; "
+            "set optim.impl=lecture for the lecture's m_hat / sqrt(v_hat + eps)"
+        )
     return OPTIMIZERS.get(cfg.name)(params, cfg)

@@ -2,7 +2,8 @@
 
 Hook points are plain functions called from the loop: `log_train` (every trainer.log_every
 steps, the only host sync), `eval_and_checkpoint` (every evaluation). Callbacks (progress bar,
-plain lines) only watch: on_start, on_log, on_eval, on_end.
+plain lines) only watch: on_start, on_log, on_eval, on_end; an on_eval that returns a reason
+("pruned", from a sweep's pruner) ends the run after that evaluation.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from dlrun.errors import ConfigError, RunFailed
 from dlrun.init import initialize
 from dlrun.optim import FULL_BATCH, build_optimizer, build_scheduler
 from dlrun.train import checkpoint as ckpt
-from dlrun.train import rundir
+from dlrun.train import diagnostics, rundir
+from dlrun.train.diagnostics import layer_name
 from dlrun.train.logger import RunLogger
 
 
@@ -62,7 +64,7 @@ class Setup:
     model: nn.Module
     loss_name: str
     loss_fn: losses.LossFn
-    reg: Any  # () -> Omega, or None
+    reg: regularizers.Regularizer | None  # reg() = Omega or None; reg.before_step(optimizer)
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     batch_size: int
@@ -87,8 +89,13 @@ def build(cfg: Config) -> Setup:
     loss_name, loss_fn = losses.build(cfg.loss, data.task)
     models.check_fit(cfg.model, data.task, cfg.data.name)
     torch.manual_seed(t.seed)
-    model = models.build(cfg.model, data.task.input_shape, losses.out_features(loss_name, data.task))
+    model_cfg = regularizers.model_config(cfg.model, cfg.regularizer)  # regularizer=dropout sets model dropout
+    model = models.build(model_cfg, data.task.input_shape, losses.out_features(loss_name, data.task))
     initialize(model, cfg.init).to(device)
+    if cfg.backprop == "manual":  # the lecture's fprop/bprop boxes, sharing the MLP's parameters
+        from dlrun.models import manual
+
+        model, loss_fn = manual.build(model, cfg, loss_name)
     reg = regularizers.build(cfg.regularizer, model)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
 
@@ -139,7 +146,12 @@ def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
     (loss + reg if reg is not None else loss).backward()
     if s.cfg.trainer.grad_clip > 0:
         nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.trainer.grad_clip)
-    s.optimizer.step()
+    if s.reg is not None:
+        s.reg.before_step(s.optimizer)  # regularizer=weight_decay: W <- W - lr lambda W
+    if getattr(s.optimizer, "needs_closure", False):  # Newton: the Hessian needs the objective's graph again
+        s.optimizer.step(lambda: s.loss_fn(s.model(x), y) + (s.reg() if reg is not None else 0))
+    else:
+        s.optimizer.step()
     s.scheduler.step()
     return loss.detach(), (reg.detach() if reg is not None else None)
 
@@ -171,7 +183,7 @@ class TrainState:
     best_value: float | None = None
     best_step: int = -1
     bad_evals: int = 0  # evaluations without improvement, for early stopping
-    stop: str = ""  # why the loop ended early: early_stop, interrupted
+    stop: str = ""  # why the loop ended early: early_stop, interrupted, pruned (a callback's reason)
     last_eval: dict[str, float] = field(default_factory=dict)
     last_train_loss: float = float("nan")
     samples: int = 0  # examples trained on, over every process of the run (for samples/s)
@@ -231,7 +243,8 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
             for b in range(first, spe):
                 idx = order[b * bs : (b + 1) * bs if b < spe - 1 else len(train)]
                 x = train.x[idx] if s.augment is None else s.augment(train.x[idx])
-                loss, reg = train_step(s, x, train.y[idx])
+                with diagnostics.watch(s.model, logger, state.step + 1, t.diag_every):  # every diag_every steps
+                    loss, reg = train_step(s, x, train.y[idx])
                 loss_sum += loss
                 if reg is not None:
                     reg_sum += reg
@@ -276,6 +289,7 @@ def log_train(
     params = [(name, p) for name, p in s.model.named_parameters()]
     grads = [p.grad for _, p in params if p.grad is not None]
     weights = [(name, p) for name, p in params if p.ndim > 1]
+    extra = s.reg.scalars() if s.reg is not None else {}  # e.g. weights/sparsity, still on the device
     stacked = torch.cat(
         [
             torch.stack([loss_sum, reg_sum]) / n_steps,
@@ -283,29 +297,25 @@ def log_train(
             if grads
             else torch.zeros(1, device=s.device),
             torch.stack([p.detach().norm() for _, p in weights]) if weights else torch.zeros(0, device=s.device),
+            *(v.reshape(1) for v in extra.values()),
         ]
     ).tolist()  # the one host sync of this log step
     check_finite(stacked[0], state)
     state.last_train_loss = stacked[0]
     scalars = {"train/loss": stacked[0]}
-    if s.reg is not None:
+    if s.reg is not None and s.reg.term is not None:
         scalars["train/reg_loss"] = stacked[1]
     scalars["lr"] = s.optimizer.param_groups[0]["lr"]
     scalars["grad/norm"] = stacked[2]
-    for (name, _), value in zip(weights, stacked[3:], strict=True):
+    for (name, _), value in zip(weights, stacked[3 : 3 + len(weights)], strict=True):
         scalars[f"weights/{layer_name(name)}/norm"] = value
+    scalars.update(zip(extra, stacked[3 + len(weights) :], strict=True))
     scalars["perf/samples_per_s"] = n_steps * s.batch_size / max(seconds, 1e-9)
     scalars["epoch"] = state.step / s.steps_per_epoch
     if logger:
         logger.scalars(state.step, scalars)
     for cb in callbacks:
         getattr(cb, "on_log", lambda *a: None)(state.step, scalars)
-
-
-def layer_name(param_name: str) -> str:
-    """'layers.fc1.weight' -> 'fc1' (the name hooks and TensorBoard tags use)."""
-    name = param_name.removeprefix("layers.")
-    return name.removesuffix(".weight")
 
 
 def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | None, callbacks) -> None:
@@ -330,7 +340,9 @@ def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | Non
     if run_dir is not None and t.checkpoint and time.perf_counter() - state.last_save >= t.checkpoint_every:
         save_checkpoints(s, state, run_dir)
     for cb in callbacks:
-        getattr(cb, "on_eval", lambda *a: None)(state.step, state.step / s.steps_per_epoch, metrics)
+        reason = getattr(cb, "on_eval", lambda *a: None)(state.step, state.step / s.steps_per_epoch, metrics)
+        if reason:  # a callback ends the run, e.g. a sweep's pruner: "pruned"
+            state.stop = str(reason)
     if t.patience and state.bad_evals >= t.patience:
         state.stop = "early_stop"
 
@@ -390,8 +402,12 @@ def resolved_loss_config(loss_cfg, name: str):
     return schema(name=name, **kept)
 
 
-def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict[str, Any]:
+def train(
+    cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir: Path | None = None
+) -> dict[str, Any]:
     """Build, fit and test a config in a run directory; return the summary (also in summary.json).
+
+    run_dir: where a new run goes (a sweep's trial); default <runs_dir>/<name>/<time>/.
 
     Raises Diverged (exit 1) when the loss becomes NaN/inf; the last good checkpoint stays.
     """
@@ -399,7 +415,8 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
     s = build(cfg)
     cfg.loss = resolved_loss_config(cfg.loss, s.loss_name)  # record what ran: loss=auto resolved from the task
     resumed = cfg.resume is not None
-    run_dir = Path(cfg.resume) if resumed else rundir.new_run_dir(cfg)
+    run_dir = Path(cfg.resume) if resumed else Path(run_dir) if run_dir else rundir.new_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
     state = TrainState(wall_start=started)
     first_start = started
     if resumed:
@@ -437,7 +454,7 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None) -> dict
     fit_start = time.perf_counter()
     try:
         fit(s, state, logger, run_dir, callbacks)
-        status = "interrupted" if state.stop == "interrupted" else "completed"
+        status = state.stop if state.stop in ("interrupted", "pruned") else "completed"
         message = (
             f"early stop: {s.monitor} did not improve for {state.bad_evals} evaluations"
             if state.stop == "early_stop"

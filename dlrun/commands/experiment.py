@@ -1,0 +1,161 @@
+"""`dlrun experiment list|run|report`: the lectures' claims, run across seeds, with verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dlrun.cli import app, handle_errors
+
+experiment_app = typer.Typer(
+    help="The lectures' claims as experiments: run them across seeds and see whether they hold.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+app.add_typer(experiment_app, name="experiment")
+
+SEEDS_HELP = "Comma-separated seeds (default: the claim's own, e.g. 0,1,2)."
+QUICK_HELP = "A reduced budget (the claim's `quick` overrides): for a fast look, not for the record."
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    from dlrun.errors import ConfigError
+
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds {text}: give comma-separated integers, e.g. --seeds 0,1,2") from None
+
+
+@experiment_app.command("list", epilog="[bold]Examples[/]\n\n  dlrun experiment list")
+@handle_errors
+def list_():
+    """Every experiment: its claim (if it states one) and expected wall time on 2 CPU cores."""
+    from dlrun.experiments import listing
+
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("experiment")
+    table.add_column("claim / description")
+    table.add_column("runtime", justify="right")
+    for row in listing():
+        text = row["claim"] or f"[dim]{row['description']}[/] (no claim; dlrun train experiment={row['name']})"
+        runtime = f"~{row['runtime_s']:.0f} s" if row["runtime_s"] else ""
+        table.add_row(row["name"], text, runtime)
+    Console().print(table)
+
+
+@experiment_app.command(
+    "run",
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun experiment run xor_needs_hidden_layer\n\n"
+        "  dlrun experiment run learning_rate --seeds 0,1,2,3,4\n\n"
+        "  dlrun experiment run optimizers --quick"
+    ),
+)
+@handle_errors
+def run_(
+    name: str = typer.Argument(..., help="An experiment with a claim (see dlrun experiment list)."),
+    overrides: list[str] | None = typer.Argument(None, help="Extra overrides for every run.", show_default=False),
+    seeds: str | None = typer.Option(None, help=SEEDS_HELP),
+    quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
+    runs_dir: Path = typer.Option(Path("runs"), help="Runs go to RUNS_DIR/experiments/NAME/<condition>/."),
+    out: Path = typer.Option(Path("reports"), help="Where results.json and the figure go."),
+):
+    """Run every condition of a claim at every seed, print the verdict table and write one figure."""
+    from dlrun import experiments
+
+    claim = experiments.load(name)
+    console = Console()
+    console.print(f"[bold]{claim.name}[/]: {claim.statement}", highlight=False)
+    result = experiments.run(
+        claim,
+        _seeds(seeds),
+        runs_dir,
+        list(overrides or []),
+        quick,
+        on_run=lambda label, seed, value: console.print(
+            f"  {label} seed {seed}: {claim.measure} = {experiments.fmt(value)}", highlight=False
+        ),
+    )
+    experiments.save(result, out / claim.name / "results.json")
+    fig = experiments.figure(claim, result, out / claim.name / f"{claim.name}.png")
+    ok = _print_verdicts(console, claim, result)
+    console.print(f"figure: {fig}\nresults: {out / claim.name / 'results.json'}", highlight=False)
+    if not ok:
+        raise typer.Exit(1)
+
+
+def _print_verdicts(console: Console, claim, result) -> bool:
+    from dlrun import experiments
+
+    table = Table(title=f"{claim.name} ({result.wall_time_s:.0f} s, seeds {result.seeds})", header_style="bold")
+    table.add_column("condition")
+    for m in claim.measures:
+        table.add_column(f"{m} (mean ± std)", justify="right")
+    for label in result.values:
+        cells = []
+        for m in claim.measures if not claim.check else [claim.measure]:
+            mean, std = result.stat(label, m)
+            cells.append(experiments.fmt(mean) + (f" ± {experiments.fmt(std)}" if std == std and std > 0 else ""))
+        table.add_row(label, *cells)
+    console.print(table)
+    verdicts = experiments.verdicts(claim, result)
+    table = Table(header_style="bold")
+    table.add_column("expectation")
+    table.add_column("measured")
+    table.add_column("verdict")
+    for v in verdicts:
+        table.add_row(v.expectation, v.measured, "[green]holds[/]" if v.holds else "[red]does not hold[/]")
+    console.print(table)
+    ok = all(v.holds for v in verdicts)
+    console.print(f"claim {'[green]holds[/]' if ok else '[red]does not hold[/]'}: {claim.statement}", highlight=False)
+    return ok
+
+
+@experiment_app.command(
+    "report",
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun experiment report                          [dim]# every claim; reuses earlier results[/]\n\n"
+        "  dlrun experiment report xor_needs_hidden_layer --rerun"
+    ),
+)
+@handle_errors
+def report_(
+    names: list[str] | None = typer.Argument(
+        None, help="Claims to include (default: every claim).", show_default=False
+    ),
+    rerun: bool = typer.Option(False, "--rerun", help="Run again even where results exist."),
+    quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
+    runs_dir: Path = typer.Option(Path("runs"), help="Runs go to RUNS_DIR/experiments/NAME/<condition>/."),
+    out: Path = typer.Option(Path("reports"), help="report.md, figures and results.json go here."),
+):
+    """Run (or reuse) every claim and write OUT/report.md with the verdict table and one figure per claim."""
+    from dlrun import experiments
+
+    wanted = list(names or [r["name"] for r in experiments.listing() if r["claim"]])
+    console = Console()
+    entries = []
+    for name in wanted:
+        claim = experiments.load(name)
+        path = out / name / "results.json"
+        result = None if rerun else experiments.load_result(path)
+        if result is not None and (result.seeds != claim.seeds or bool(result.overrides) != quick):
+            result = None  # other seeds or budget than asked: run again
+        if result is None:
+            console.print(f"running {name} (~{claim.runtime_s:.0f} s)...", highlight=False)
+            result = experiments.run(claim, None, runs_dir, [], quick)
+            experiments.save(result, path)
+        else:
+            console.print(f"reusing {path}", highlight=False)
+        fig = experiments.figure(claim, result, out / name / f"{name}.png")
+        _print_verdicts(console, claim, result)
+        entries.append((claim, result, fig))
+    report = experiments.report(entries, out / "report.md")
+    console.print(f"report: {report}", highlight=False)

@@ -1,0 +1,551 @@
+"""The lectures' claims as experiments: conditions x seeds -> measures -> verdicts -> a report.
+
+An experiment file (experiments/NAME.yaml, a Hydra `@package _global_` config that `dlrun train
+experiment=NAME` also runs) may carry a `claim:` block:
+
+    claim:
+      statement: XOR is not linearly separable; one hidden layer separates it
+      runtime_s: 20                  # expected wall time on 2 CPU cores, at the default seeds
+      seeds: [0, 1, 2]
+      measure: test/acc              # or {name: spec, ...}; see `measure_value`
+      conditions:                    # label -> overrides on top of the experiment
+        linear: [model=linear]
+        hidden: [model=mlp, "model.hidden=[8]"]
+      expect: ["linear <= 0.80", "hidden >= 0.98"]
+      quick: [trainer.epochs=20]     # overrides for a reduced budget (tests, --quick)
+
+`check: NAME` instead of `conditions` runs a registered Python check (no training) that returns
+{measure: value} per seed. Expectations compare `label` or `label.measure` (mean over seeds), a
+number, or `k * label`, with <, <=, >, >=.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import operator
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dlrun.errors import ConfigError, RunFailed, suggest
+from dlrun.files import atomic_write
+from dlrun.registry import Registry
+
+CHECKS: Registry[Callable[[int], dict[str, float]]] = Registry("check")
+MEASURES: Registry[Callable[[Path, dict], float]] = Registry("measure")
+_OPS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+_OP_TEXT = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+
+
+@dataclass
+class Claim:
+    name: str
+    statement: str
+    runtime_s: float
+    seeds: list[int]
+    measures: dict[str, str]  # measure name -> spec; the first is the default
+    conditions: dict[str, list[str]]
+    expect: list[str]
+    quick: list[str] = field(default_factory=list)
+    check: str | None = None
+    figure: str = "bar"  # bar: the first measure per condition; curve:<tag>: that metric over steps
+
+    @property
+    def measure(self) -> str:
+        return next(iter(self.measures))
+
+
+# ----------------------------------------------------------------------------- loading
+def experiments_dir() -> Path:
+    from dlrun.config.compose import conf_dir
+
+    return conf_dir() / "experiment"
+
+
+def describe(path: Path) -> str:
+    from dlrun.config.compose import _description
+
+    return _description(path)
+
+
+def load(name: str) -> Claim:
+    """The claim of experiments/NAME.yaml; one-line errors for a missing file or a malformed block."""
+    root = experiments_dir()
+    path = root / f"{name}.yaml"
+    if not path.is_file():
+        names = sorted(p.stem for p in root.glob("*.yaml"))
+        raise ConfigError(
+            f"experiment '{name}': no such file in {root};{suggest(name, names)} choose from: {', '.join(names)}"
+        )
+    raw = (yaml.safe_load(path.read_text()) or {}).get("claim")
+    if raw is None:
+        raise ConfigError(f"experiment '{name}' states no claim ({path}); train it with: dlrun train experiment={name}")
+    try:
+        measure = raw.get("measure", "test/acc")
+        measures = dict(measure) if isinstance(measure, dict) else {str(measure): str(measure)}
+        claim = Claim(
+            name=name,
+            statement=str(raw["statement"]),
+            runtime_s=float(raw.get("runtime_s", 0)),
+            seeds=[int(s) for s in raw.get("seeds", [0])],
+            measures=measures,
+            conditions={str(k): [str(o) for o in v] for k, v in (raw.get("conditions") or {}).items()},
+            expect=[str(e) for e in raw.get("expect", [])],
+            quick=[str(o) for o in raw.get("quick", [])],
+            check=raw.get("check"),
+            figure=str(raw.get("figure", "bar")),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ConfigError(f"{path}: malformed claim block ({type(e).__name__}: {e})") from None
+    if not claim.conditions and not claim.check:
+        raise ConfigError(f"{path}: claim.conditions or claim.check is required")
+    for text in claim.expect:
+        parse_expectation(text, claim)  # fail now, not after the runs
+    return claim
+
+
+def listing() -> list[dict[str, Any]]:
+    """Every experiment file: name, description, claim statement (or None) and expected runtime."""
+    rows = []
+    for path in sorted(experiments_dir().glob("*.yaml")):
+        raw = (yaml.safe_load(path.read_text()) or {}).get("claim") or {}
+        rows.append(
+            {
+                "name": path.stem,
+                "description": describe(path),
+                "claim": raw.get("statement"),
+                "runtime_s": raw.get("runtime_s"),
+            }
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------------- expectations
+@dataclass
+class Term:
+    factor: float = 1.0
+    label: str | None = None  # None: a plain number (factor)
+    measure: str | None = None
+
+    def text(self) -> str:
+        if self.label is None:
+            return f"{self.factor:g}"
+        ref = self.label + (f".{self.measure}" if self.measure else "")
+        return ref if self.factor == 1.0 else f"{self.factor:g} * {ref}"
+
+
+def parse_expectation(text: str, claim: Claim) -> tuple[Term, Callable[[float, float], bool], str, Term]:
+    """'a <= 0.8', 'adam.loss < 0.5 * sgd.loss' -> (left, op, op text, right); labels checked."""
+    try:
+        node = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        raise ConfigError(f"claim '{claim.name}': cannot parse expectation '{text}'") from None
+    if not (isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _OPS):
+        raise ConfigError(f"claim '{claim.name}': expectation '{text}' must be one comparison with <, <=, > or >=")
+    left, right = _term(node.left, text, claim), _term(node.comparators[0], text, claim)
+    return left, _OPS[type(node.ops[0])], _OP_TEXT[type(node.ops[0])], right
+
+
+def _term(node: ast.AST, text: str, claim: Claim) -> Term:
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return Term(factor=float(node.value))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        return Term(factor=-float(node.operand.value))
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and isinstance(node.left, ast.Constant):
+        inner = _term(node.right, text, claim)
+        return Term(factor=float(node.left.value) * inner.factor, label=inner.label, measure=inner.measure)
+    if isinstance(node, ast.Name):
+        return _ref(node.id, None, text, claim)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        return _ref(node.value.id, node.attr, text, claim)
+    raise ConfigError(f"claim '{claim.name}': expectation '{text}': use labels, label.measure, numbers and k * label")
+
+
+def _ref(label: str, measure: str | None, text: str, claim: Claim) -> Term:
+    labels = labels_of(claim)
+    if label not in labels:
+        raise ConfigError(
+            f"claim '{claim.name}': expectation '{text}' names '{label}';{suggest(label, labels)} "
+            f"labels: {', '.join(labels)}"
+        )
+    if measure is not None and claim.check is None and measure not in claim.measures:
+        raise ConfigError(
+            f"claim '{claim.name}': expectation '{text}' names measure '{measure}'; "
+            f"measures: {', '.join(claim.measures)}"
+        )
+    return Term(label=label, measure=measure)
+
+
+def labels_of(claim: Claim) -> list[str]:
+    """Conditions, or for a check the names of the values it returns (read from `expect`)."""
+    if claim.conditions:
+        return list(claim.conditions)
+    names = []
+    for text in claim.expect:
+        for node in ast.walk(ast.parse(text, mode="eval")):
+            if isinstance(node, ast.Name) and node.id not in names:
+                names.append(node.id)
+    return names
+
+
+# ----------------------------------------------------------------------------- measures
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def last_logged(run_dir: Path, tag: str) -> float:
+    values = [r[tag] for r in read_metrics(run_dir) if tag in r]
+    return float(values[-1]) if values else math.nan
+
+
+def measure_value(spec: str, run_dir: Path, summary: dict) -> float:
+    """A number for one run: a final metric (`test/acc`), `last:TAG` (last logged value of a scalar),
+    or a registered measure (`fn:NAME`). A loss of a diverged run is +inf."""
+    if spec.startswith("last:"):
+        return last_logged(run_dir, spec[5:])
+    if spec.startswith("fn:"):
+        return float(MEASURES.get(spec[3:])(run_dir, summary))
+    if summary.get("status") == "diverged" and ("loss" in spec or "mse" in spec):
+        return math.inf
+    value = summary.get("metrics", {}).get(spec)
+    return float(value) if value is not None else math.nan
+
+
+@MEASURES.register("gap")
+def gap(run_dir: Path, summary: dict) -> float:
+    """Train-split accuracy minus test accuracy at the end of training (the generalization gap)."""
+    m = summary.get("metrics", {})
+    return m.get("train_eval/acc", math.nan) - m.get("test/acc", math.nan)
+
+
+@MEASURES.register("grad_ratio")
+def grad_ratio(run_dir: Path, summary: dict) -> float:
+    """First layer's gradient norm over the last layer's, at the first diagnostics step (diag/grad_norm/*)."""
+    for record in read_metrics(run_dir):
+        norms = [(k, v) for k, v in record.items() if k.startswith("diag/grad_norm/")]
+        if norms:
+            return float(norms[0][1]) / max(float(norms[-1][1]), 1e-30)
+    return math.nan
+
+
+@MEASURES.register("steps_to_converge")
+def steps_to_converge(run_dir: Path, summary: dict) -> float:
+    """Steps until train/loss first falls below 0.1 (inf if never)."""
+    for record in read_metrics(run_dir):
+        loss = record.get("train/loss")
+        if isinstance(loss, int | float) and loss < 0.1:
+            return float(record["step"])
+    return math.inf
+
+
+# ----------------------------------------------------------------------------- running
+@dataclass
+class Result:
+    """Per label, per measure: the values over seeds (and the run directories behind them)."""
+
+    claim: str
+    seeds: list[int]
+    values: dict[str, dict[str, list[float]]]  # label -> measure -> [value per seed]
+    runs: dict[str, list[str]] = field(default_factory=dict)
+    overrides: list[str] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    def stat(self, label: str, measure: str) -> tuple[float, float]:
+        vals = self.values[label][measure]
+        if any(math.isnan(v) for v in vals):
+            return math.nan, math.nan
+        if any(math.isinf(v) for v in vals):
+            return statistics.fmean(vals) if len(set(vals)) == 1 else math.inf, math.nan
+        return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
+
+
+def run(
+    claim: Claim,
+    seeds: list[int] | None = None,
+    runs_dir: Path = Path("runs"),
+    overrides: list[str] = (),
+    quick: bool = False,
+    on_run: Callable[[str, int, float], None] | None = None,
+) -> Result:
+    """Train every condition at every seed (in this process) and measure each run."""
+    seeds = list(seeds if seeds is not None else claim.seeds)
+    extra = [*(claim.quick if quick else []), *overrides]
+    started = time.perf_counter()
+    result = Result(claim=claim.name, seeds=seeds, values={}, overrides=extra)
+    if claim.check:
+        fn = CHECKS.get(claim.check)
+        for seed in seeds:
+            for name, value in fn(seed).items():
+                result.values.setdefault(name, {}).setdefault(claim.measure, []).append(float(value))
+        result.wall_time_s = time.perf_counter() - started
+        return result
+    from dlrun.config import compose
+    from dlrun.train import train
+
+    for label, cond in claim.conditions.items():
+        result.values[label] = {m: [] for m in claim.measures}
+        result.runs[label] = []
+        for seed in seeds:
+            cfg = compose(
+                [
+                    f"experiment={claim.name}",
+                    *cond,
+                    *extra,
+                    f"trainer.seed={seed}",
+                    f"runs_dir={runs_dir}",
+                    f"name=experiments/{claim.name}/{label}",
+                    "trainer.progress=none",
+                ]
+            )
+            try:
+                summary = train(cfg)
+            except RunFailed:  # a divergence is a result here (the learning-rate claim needs it)
+                summary = None
+            run_dir = _latest_run(runs_dir / "experiments" / claim.name / label)
+            summary = summary or json.loads((run_dir / "summary.json").read_text())
+            for m, spec in claim.measures.items():
+                result.values[label][m].append(measure_value(spec, run_dir, summary))
+            result.runs[label].append(str(run_dir))
+            if on_run:
+                on_run(label, seed, result.values[label][claim.measure][-1])
+    result.wall_time_s = time.perf_counter() - started
+    return result
+
+
+def _latest_run(folder: Path) -> Path:
+    return max((p for p in folder.iterdir() if (p / "summary.json").is_file()), key=lambda p: p.stat().st_mtime)
+
+
+# ----------------------------------------------------------------------------- verdicts
+@dataclass
+class Verdict:
+    expectation: str
+    measured: str
+    holds: bool
+
+
+def verdicts(claim: Claim, result: Result) -> list[Verdict]:
+    out = []
+    for text in claim.expect:
+        left, op, _, right = parse_expectation(text, claim)
+        lv, ls = _value(left, claim, result)
+        rv, rs = _value(right, claim, result)
+        holds = not (math.isnan(lv) or math.isnan(rv)) and op(lv, rv)
+        parts = [_show(t, v, s) for t, v, s in ((left, lv, ls), (right, rv, rs)) if t.label is not None]
+        out.append(Verdict(text, "; ".join(parts), bool(holds)))
+    return out
+
+
+def _value(term: Term, claim: Claim, result: Result) -> tuple[float, float]:
+    if term.label is None:
+        return term.factor, 0.0
+    mean, std = result.stat(term.label, term.measure or claim.measure)
+    return term.factor * mean, abs(term.factor) * std
+
+
+def _show(term: Term, value: float, std: float) -> str:
+    ref = term.label + (f".{term.measure}" if term.measure else "")
+    if term.factor != 1.0:
+        ref = f"{term.factor:g} * {ref}"
+    return f"{ref} = {fmt(value)}" + (f" ± {fmt(std)}" if std == std and std > 0 else "")
+
+
+def fmt(v: float) -> str:
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.4g}"
+
+
+def holds(claim: Claim, result: Result) -> bool:
+    return all(v.holds for v in verdicts(claim, result))
+
+
+# ----------------------------------------------------------------------------- storing and reporting
+def save(result: Result, path: Path) -> None:
+    atomic_write(path, json.dumps(asdict(result), indent=2, default=str))
+
+
+def load_result(path: Path) -> Result | None:
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return Result(**data)
+
+
+def figure(claim: Claim, result: Result, path: Path) -> Path:
+    """One summary figure: the first measure per condition (mean ± std over seeds, seeds as dots),
+    or for `figure: curve:TAG` that metric over steps per condition."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    if claim.figure.startswith("curve:") and result.runs:
+        tag = claim.figure[6:]
+        for label, run_dirs in result.runs.items():
+            for i, run_dir in enumerate(run_dirs):
+                points = [
+                    (r["step"], r[tag]) for r in read_metrics(Path(run_dir)) if isinstance(r.get(tag), int | float)
+                ]
+                if points:
+                    steps, vals = zip(*points, strict=True)
+                    color = f"C{list(result.runs).index(label)}"
+                    ax.plot(steps, vals, color=color, alpha=0.8, label=label if i == 0 else None)
+        ax.set_xlabel("step")
+        ax.set_ylabel(tag)
+        if tag.endswith("loss"):
+            ax.set_yscale("log")
+            starts = [line.get_ydata()[0] for line in ax.get_lines()]
+            if starts:  # a diverging run would flatten every other curve: clip it, and say so
+                top = 30 * max(starts) if min(starts) > 0 else None
+                if top and ax.get_ylim()[1] > top:
+                    ax.set_ylim(top=top)
+                    ax.text(
+                        0.98,
+                        0.95,
+                        "curves above the top diverged",
+                        transform=ax.transAxes,
+                        ha="right",
+                        va="top",
+                        fontsize=8,
+                        color="red",
+                    )
+        ax.legend(fontsize=8)
+    else:
+        labels = list(result.values)
+        means, stds = zip(*(result.stat(lbl, claim.measure) for lbl in labels), strict=True)
+        finite = [m if math.isfinite(m) else 0.0 for m in means]
+        ax.bar(range(len(labels)), finite, yerr=[s if s == s else 0 for s in stds], color="#8fb3d9", capsize=4)
+        for i, lbl in enumerate(labels):
+            vals = [v for v in result.values[lbl][claim.measure] if math.isfinite(v)]
+            ax.plot([i] * len(vals), vals, "k.", ms=4)
+            if not math.isfinite(means[i]):
+                ax.annotate(fmt(means[i]), (i, 0), ha="center", va="bottom", color="red")
+        ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0, fontsize=8)
+        spec = claim.measures[claim.measure]
+        ax.set_ylabel(claim.measure if claim.measure == spec else f"{claim.measure} ({spec})")
+        if all(m > 0 for m in finite) and max(finite) / max(min(finite), 1e-300) > 1e3:
+            ax.set_yscale("log")
+    ax.set_title(f"{claim.name}: {claim.statement}", fontsize=9, wrap=True)
+    fig.tight_layout()
+    from dlrun.files import atomic_file
+
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png")
+    plt.close(fig)
+    return path
+
+
+def report(entries: list[tuple[Claim, Result, Path]], path: Path) -> Path:
+    """report.md: a verdict table of every claim, then per claim its statement, table and figure."""
+    lines = ["# dlrun: the lectures' claims, measured", ""]
+    lines += ["| experiment | claim | verdict | seeds | wall time |", "|---|---|---|---|---|"]
+    for claim, result, _ in entries:
+        verdict = "holds" if holds(claim, result) else "does not hold"
+        lines.append(
+            f"| [{claim.name}](#{claim.name.replace('_', '-')}) | {claim.statement} | **{verdict}** "
+            f"| {', '.join(map(str, result.seeds))} | {result.wall_time_s:.0f} s |"
+        )
+    for claim, result, fig_path in entries:
+        lines += ["", f"## {claim.name}", "", claim.statement, ""]
+        cmd = f"dlrun experiment run {claim.name}" + (
+            f" --seeds {','.join(map(str, result.seeds))}" if result.seeds != claim.seeds else ""
+        )
+        lines += [f"`{cmd}`" + (f" with `{' '.join(result.overrides)}`" if result.overrides else ""), ""]
+        lines += ["| condition | " + " | ".join(claim.measures) + " |", "|---" * (len(claim.measures) + 1) + "|"]
+        for label in result.values:
+            cells = []
+            for m in claim.measures if not claim.check else [claim.measure]:
+                mean, std = result.stat(label, m)
+                cells.append(fmt(mean) + (f" ± {fmt(std)}" if std == std and std > 0 else ""))
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "| expectation | measured | verdict |", "|---|---|---|"]
+        for v in verdicts(claim, result):
+            lines.append(f"| `{v.expectation}` | {v.measured} | {'holds' if v.holds else 'does not hold'} |")
+        lines += ["", f"![{claim.name}]({fig_path.relative_to(path.parent).as_posix()})"]
+    atomic_write(path, "\n".join(lines) + "\n")
+    return path
+
+
+# ----------------------------------------------------------------------------- checks (no training)
+@CHECKS.register("convolution_facts")
+def convolution_facts(seed: int) -> dict[str, float]:
+    """Convolution as a Toeplitz (doubly block-Toeplitz in 2-D) matrix product; shift equivariance of
+    convolution and shift invariance of max pooling, on the digits images (float64).
+
+    toeplitz_err_1d / _2d: max |conv(x) - T x| over a batch; equivariance_err: max |conv(shift x) -
+    shift(conv x)| with circular padding; conv_changed / pool_changed: fraction of outputs that
+    change under a one-pixel (circular) shift, after a convolution and after a global max pooling.
+    """
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    g = torch.Generator().manual_seed(seed)
+    x2 = torch.tensor(load_digits().images[:64], dtype=torch.float64).unsqueeze(1) / 16  # (64, 1, 8, 8)
+    k2 = torch.randn(4, 1, 3, 3, generator=g, dtype=torch.float64)
+    x1 = x2.flatten(2)  # (64, 1, 64): each image as a 1-D signal
+    k1 = torch.randn(4, 1, 5, generator=g, dtype=torch.float64)
+
+    t1 = toeplitz_1d(k1, x1.shape[-1])  # (4 * 60, 64)
+    err1 = (F.conv1d(x1, k1).flatten(1) - x1.flatten(1) @ t1.T).abs().max()
+    t2 = toeplitz_2d(k2, x2.shape[-2:])
+    err2 = (F.conv2d(x2, k2).flatten(1) - x2.flatten(1) @ t2.T).abs().max()
+
+    def conv(x):  # circular padding: exact equivariance to circular shifts
+        return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="circular"), k2)
+
+    def shift(x):
+        return torch.roll(x, shifts=1, dims=-1)
+
+    equivariance = (conv(shift(x2)) - shift(conv(x2))).abs().max()
+    changed = lambda a, b: ((a - b).abs() > 1e-9).double().mean()  # noqa: E731
+    conv_changed = changed(conv(shift(x2)), conv(x2))
+    pool = lambda x: conv(x).amax(dim=(-2, -1))  # noqa: E731
+    pool_changed = changed(pool(shift(x2)), pool(x2))
+    return {
+        "toeplitz_err_1d": err1.item(),
+        "toeplitz_err_2d": err2.item(),
+        "equivariance_err": equivariance.item(),
+        "conv_changed": conv_changed.item(),
+        "pool_changed": pool_changed.item(),
+    }
+
+
+def toeplitz_1d(kernel, n: int):
+    """The matrix T with conv1d(x, kernel) = T x (valid padding, stride 1): row (c, i) holds kernel c at i."""
+    import torch
+
+    c_out, c_in, f = kernel.shape
+    m = n - f + 1
+    t = torch.zeros(c_out, m, c_in, n, dtype=kernel.dtype)
+    for i in range(m):
+        t[:, i, :, i : i + f] = kernel
+    return t.reshape(c_out * m, c_in * n)
+
+
+def toeplitz_2d(kernel, size):
+    """The doubly block-Toeplitz matrix T with conv2d(x, kernel) = T vec(x) (valid padding, stride 1)."""
+    import torch
+
+    c_out, c_in, fh, fw = kernel.shape
+    h, w = size
+    mh, mw = h - fh + 1, w - fw + 1
+    t = torch.zeros(c_out, mh, mw, c_in, h, w, dtype=kernel.dtype)
+    for i in range(mh):
+        for j in range(mw):
+            t[:, i, j, :, i : i + fh, j : j + fw] = kernel
+    return t.reshape(c_out * mh * mw, c_in * h * w)

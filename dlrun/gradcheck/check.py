@@ -1,0 +1,407 @@
+"""Check a scalar objective's gradients three ways: autograd, finite differences, torch.autograd.gradcheck.
+
+A `Problem` is an nn.Module whose forward(*args) returns a float64 scalar; its parameters, and the
+floating-point args named in `checked_args`, are the tensors whose gradients are checked. Two
+problems are built here: the trainer's objective on one batch of the configured data
+(`config_problem`) and a user's module or autograd.Function reduced to a scalar (`module_problem`).
+`run` checks one and returns plain data (a dict) for the CLI to print or dump as JSON.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dlrun import losses, models, regularizers
+from dlrun.errors import ConfigError
+from dlrun.gradcheck import numeric
+from dlrun.gradcheck.kinks import KinkWatch
+
+TORCH_EPS, TORCH_ATOL, TORCH_RTOL = 1e-6, 1e-5, 1e-3  # torch.autograd.gradcheck's defaults
+FULL_LIMIT = 1000  # torch.autograd.gradcheck runs on every coordinate up to this many, else on the sampled ones
+
+
+# ----------------------------------------------------------------------------- objectives
+class LossObjective(nn.Module):
+    """L(theta) = loss(model(x), y) + Omega(theta): the trainer's objective on one batch."""
+
+    def __init__(self, model: nn.Module, loss_fn, reg_cfg=None):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+        self.reg_cfg = reg_cfg  # None: the data loss alone
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        loss = self.loss_fn(self.model(x), y)
+        if self.reg_cfg is not None:
+            reg = regularizers.build(self.reg_cfg, self.model)  # on the parameters in use now
+            omega = reg() if reg is not None else None
+            if omega is not None:
+                loss = loss + omega
+        return loss
+
+
+class ProjectedOutput(nn.Module):
+    """sum_k <w_k, out_k>: a module's or a Function's outputs reduced to a scalar by fixed random weights,
+    so every output element reaches the gradient."""
+
+    def __init__(self, target, weights: list[torch.Tensor | None]):
+        super().__init__()
+        if isinstance(target, nn.Module):
+            self.target = target
+        else:
+            self.function = target  # a torch.autograd.Function subclass
+        self.weights = weights  # one per output; None for an output that is not floating point
+
+    def call(self, *inputs):
+        return self.target(*inputs) if hasattr(self, "target") else self.function.apply(*inputs)
+
+    def forward(self, *inputs) -> torch.Tensor:
+        outs = as_tuple(self.call(*inputs))
+        return sum((w * o).sum() for w, o in zip(self.weights, outs, strict=True) if w is not None)
+
+
+def as_tuple(out) -> tuple:
+    return tuple(out) if isinstance(out, tuple | list) else (out,)
+
+
+@dataclass
+class Problem:
+    objective: nn.Module  # forward(*args) -> scalar; its parameters are checked
+    args: list[Any]  # positional inputs of the objective
+    checked_args: dict[str, int]  # name -> position in args, for the inputs whose gradients are checked
+    describe: dict[str, Any]  # what is checked, for the report
+    prefix: str = ""  # dropped from parameter names in the report
+    manual: nn.Module | None = None  # the same objective with hand-written bprop (same parameters)
+    watch_root: nn.Module | None = None  # where kinks are watched
+    l1_weights: list[torch.Tensor] = field(default_factory=list)  # |w| kinks of an L1 penalty
+    skipped: list[dict[str, str]] = field(default_factory=list)  # tensors not checked, and why
+
+
+# ----------------------------------------------------------------------------- the trainer's objective
+def build_model(cfg):
+    """(model, loss name, loss_fn, data) as dlrun.train.build makes them (same seed, same init), without the
+    optimizer (building one imports torch's compiler, seconds of start-up a gradient check does not need)."""
+    from dlrun.data import build as build_data
+    from dlrun.init import initialize
+    from dlrun.train.loop import resolve_device
+
+    t = cfg.trainer
+    device = resolve_device(t.device)
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    data = build_data(cfg.data).to(device)
+    loss_name, loss_fn = losses.build(cfg.loss, data.task)
+    models.check_fit(cfg.model, data.task, cfg.data.name)
+    torch.manual_seed(t.seed)
+    model_cfg = regularizers.model_config(cfg.model, cfg.regularizer)  # regularizer=dropout sets model dropout
+    model = models.build(model_cfg, data.task.input_shape, losses.out_features(loss_name, data.task))
+    initialize(model, cfg.init).to(device)
+    return model, loss_name, loss_fn, data
+
+
+def config_problem(cfg, batch: int = 8, reg: bool = True, seed: int = 0) -> Problem:
+    """The configured model and loss in float64 on `batch` training examples; dropout off, batch norm in eval."""
+    model, loss_name, loss_fn, data = build_model(cfg)
+    model = model.double().eval()
+    train = data.train
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(train), generator=g)[:batch].to(train.x.device)
+    x, y = train.x[idx], train.y[idx]
+    x = x.double() if x.is_floating_point() else x
+    y = y.double() if y.is_floating_point() else y
+    reg_cfg = cfg.regularizer if reg and cfg.regularizer.name != "none" else None
+    objective = LossObjective(model, loss_fn, reg_cfg)
+    manual = None
+    if cfg.backprop == "manual":
+        from dlrun.models import manual as manual_backprop
+
+        manual_model, manual_loss = manual_backprop.build(model, cfg, loss_name)  # shares the parameters
+        manual = LossObjective(manual_model.eval(), manual_loss, reg_cfg)
+    checked, skipped = {}, []
+    if x.is_floating_point():
+        checked["input x"] = 0
+    else:
+        skipped.append({"name": "input x", "reason": f"{x.dtype} input has no derivative"})
+    describe = {
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "loss": loss_name,
+        "regularizer": reg_cfg.name if reg_cfg is not None else "none",
+        "backprop": cfg.backprop,
+        "batch": len(x),
+    }
+    l1 = regularizers.weights(model) if reg_cfg is not None and reg_cfg.name in ("l1", "elastic") else []
+    return Problem(objective, [x, y], checked, describe, "model.", manual, model, l1, skipped)
+
+
+# ----------------------------------------------------------------------------- a user's module or Function
+def load_factory(spec: str):
+    """'path/to/file.py:factory' -> the factory function (ConfigError when the path or the name is wrong)."""
+    path_text, sep, name = spec.rpartition(":")
+    if not sep or not path_text or not name:
+        raise ConfigError(f"--module {spec}: expected FILE.py:FACTORY, e.g. --module my_layer.py:make")
+    path = Path(path_text)
+    if not path.is_file():
+        raise ConfigError(f"--module {spec}: no file {path}")
+    module_name = "dlrun_gradcheck_" + re.sub(r"\W", "_", path.stem)
+    loader_spec = importlib.util.spec_from_file_location(module_name, path)
+    if loader_spec is None or loader_spec.loader is None:
+        raise ConfigError(f"--module {spec}: {path} is not a Python file")
+    source = importlib.util.module_from_spec(loader_spec)
+    sys.modules[module_name] = source  # dataclasses and pickling look their module up here
+    try:
+        loader_spec.loader.exec_module(source)
+    except Exception as e:  # the user's file: any failure is bad input, told in one line
+        raise ConfigError(f"--module {spec}: importing {path} failed: {one_line(e)}") from None
+    factory = getattr(source, name, None)
+    if not callable(factory):
+        names = [n for n, v in vars(source).items() if inspect.isfunction(v) and v.__module__ == module_name]
+        raise ConfigError(
+            f"--module {spec}: {path} has no function '{name}'; it defines: {', '.join(names) or 'no functions'}"
+        )
+    return factory
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def is_function_class(obj) -> bool:
+    return inspect.isclass(obj) and issubclass(obj, torch.autograd.Function)
+
+
+def argument_names(target, n: int) -> list[str]:
+    """The names of the target's forward arguments (after ctx for a Function), else input[0], input[1], ..."""
+    fn = target.forward
+    params = list(inspect.signature(fn).parameters.values())
+    if is_function_class(target):
+        params = params[1:]  # ctx
+    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(names) >= n and len(set(names[:n])) == n:
+        return names[:n]
+    return [f"input[{i}]" for i in range(n)]
+
+
+def module_problem(spec: str, seed: int = 0) -> Problem:
+    """factory() -> (nn.Module or autograd.Function subclass, example input or tuple of inputs)."""
+    factory = load_factory(spec)
+    try:
+        made = factory()
+    except Exception as e:
+        raise ConfigError(f"--module {spec}: the factory raised {one_line(e)}") from None
+    shape = "(module_or_function, example_input)"
+    if not isinstance(made, tuple | list) or len(made) != 2:
+        raise ConfigError(f"--module {spec}: the factory must return {shape}, not {type(made).__name__}")
+    target, example = made
+    if not (isinstance(target, nn.Module) or is_function_class(target)):
+        raise ConfigError(
+            f"--module {spec}: the factory must return {shape} with an nn.Module or a torch.autograd.Function "
+            f"subclass first, not {type(target).__name__}"
+        )
+    inputs = list(as_tuple(example))
+    if not inputs or not all(isinstance(t, torch.Tensor) for t in inputs):
+        raise ConfigError(
+            f"--module {spec}: the factory must return {shape} with a tensor or a tuple of tensors second"
+        )
+    inputs = [t.detach().double().contiguous() if t.is_floating_point() else t.detach() for t in inputs]
+    if isinstance(target, nn.Module):
+        target = target.double().eval()  # dropout off, batch norm on its running statistics
+    names = argument_names(target, len(inputs))
+    try:
+        with torch.no_grad():
+            outs = as_tuple(ProjectedOutput(target, []).call(*inputs))
+    except Exception as e:
+        raise ConfigError(f"--module {spec}: running it on the example input raised {one_line(e)}") from None
+    g = torch.Generator().manual_seed(seed)
+    weights = [
+        torch.randn(o.shape, generator=g, dtype=torch.float64).to(o.device)
+        if isinstance(o, torch.Tensor) and o.is_floating_point()
+        else None
+        for o in outs
+    ]
+    if not any(w is not None for w in weights):
+        raise ConfigError(f"--module {spec}: its output has no floating-point tensor to differentiate")
+    checked, skipped = {}, []
+    for i, (name, t) in enumerate(zip(names, inputs, strict=True)):
+        if t.is_floating_point():
+            checked[name] = i
+        else:
+            skipped.append({"name": name, "reason": f"{t.dtype} input has no derivative"})
+    kind = "module" if isinstance(target, nn.Module) else "function"
+    describe = {"module": spec, "kind": kind, "class": getattr(target, "__name__", type(target).__name__)}
+    root = target if isinstance(target, nn.Module) else None
+    return Problem(ProjectedOutput(target, weights), inputs, checked, describe, "target.", None, root, [], skipped)
+
+
+# ----------------------------------------------------------------------------- the check
+def _tensors(p: Problem) -> list[tuple[str, str, torch.Tensor]]:
+    """(name, kind, tensor) for every checked tensor: parameters, then inputs."""
+    out = []
+    for name, t in p.objective.named_parameters():
+        if t.requires_grad:
+            out.append((display_name(name, p.prefix), "parameter", t))
+    for name, i in p.checked_args.items():
+        out.append((name, "input", p.args[i]))
+    return out
+
+
+def display_name(name: str, prefix: str) -> str:
+    return name.removeprefix(prefix).removeprefix("layers.")
+
+
+def _gradients(objective: nn.Module, args: list, tensors: list[torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
+    with torch.enable_grad():
+        value = objective(*args)
+        grads = torch.autograd.grad(value, tensors, allow_unused=True)
+    return value.item(), [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, tensors, strict=True)]
+
+
+def run(p: Problem, h: float = 1e-6, coords: int = 20, seed: int = 0, torch_check: bool = True) -> dict[str, Any]:
+    """Autograd (and manual) gradients against finite differences, tensor by tensor; plain data back."""
+    if not h > 0:
+        raise ConfigError(f"--h {h}: the finite-difference step must be > 0 (1e-6 suits float64)")
+    if coords < 1:
+        raise ConfigError(f"--coords {coords}: check at least 1 coordinate per tensor")
+    named = _tensors(p)
+    tensors = [t for _, _, t in named]
+    for _, kind, t in named:
+        if kind == "input":
+            t.requires_grad_(True)
+    value, auto = _gradients(p.objective, p.args, tensors)
+    manual = _gradients(p.manual, p.args, tensors)[1] if p.manual is not None else None
+
+    watch = KinkWatch(p.watch_root, p.l1_weights)
+
+    def evaluate():
+        watch.start()
+        with torch.no_grad():
+            f = p.objective(*p.args).item()
+        return f, watch.states()
+
+    rows, clean = [], {}
+    try:
+        base = evaluate()
+        for index, (name, kind, t) in enumerate(named):
+            idx = numeric.sample(t.numel(), coords, seed, index)
+            d = numeric.finite_differences(evaluate, t, idx, h, base)
+            rows.append(_row(name, kind, t, idx, d, auto[index], manual[index] if manual else None, value))
+            clean[name] = idx[~(d.one_sided | d.at_kink)]
+    finally:
+        watch.close()
+
+    verdicts = [r["verdict"] for r in rows]
+    report = {
+        **p.describe,
+        "value": value,
+        "dtype": "float64",
+        "h": h,
+        "floor": numeric.floor(value, h),
+        "kinks": watch.kinds,
+        "tensors": rows,
+        "skipped": p.skipped,
+        "verdict": numeric.worst(verdicts),
+        "wrong": [r["name"] for r in rows if r["verdict"] == "wrong"],
+    }
+    if torch_check:
+        report["torch_gradcheck"] = torch_gradcheck(p, named, clean)
+    return report
+
+
+def _row(name, kind, t, idx, d: numeric.Differences, auto, manual, value) -> dict[str, Any]:
+    judged = ~d.at_kink
+    floors = torch.tensor([numeric.floor(value, s) for s in d.steps.tolist()], dtype=torch.float64)
+    floors = torch.where(d.one_sided, 2 * floors, floors)  # one evaluation less to average the rounding over
+    n = d.values[judged]
+    fl = floors[judged]
+
+    def errors(a: torch.Tensor, b: torch.Tensor) -> tuple[float | None, float | None]:
+        if not len(a):
+            return None, None
+        return (a - b).abs().max().item(), numeric.relative_error(a, b, fl).max().item()
+
+    a = auto.detach().reshape(-1)[idx].cpu()[judged]
+    max_abs, max_rel = errors(a, n)
+    row = {
+        "name": name,
+        "kind": kind,
+        "shape": list(t.shape),
+        "numel": t.numel(),
+        "checked": len(idx),
+        "max_abs_error": max_abs,
+        "max_rel_error": max_rel,
+        "near_kinks": int(d.one_sided.sum()),
+        "at_kinks": int(d.at_kink.sum()),
+    }
+    rels = [max_rel]
+    if manual is not None:
+        m = manual.detach().reshape(-1)[idx].cpu()[judged]
+        row["manual_max_abs_error"], row["manual_max_rel_error"] = errors(m, n)
+        row["manual_vs_autograd_rel_error"] = errors(m, a)[1]
+        rels += [row["manual_max_rel_error"], row["manual_vs_autograd_rel_error"]]
+    # coordinates on a kink are not judged; a tensor with none left to judge earns at most "acceptable"
+    row["verdict"] = numeric.worst(numeric.verdict(r) if r is not None else "acceptable" for r in rels)
+    return row
+
+
+# ----------------------------------------------------------------------------- torch.autograd.gradcheck
+def torch_gradcheck(p: Problem, named, clean: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """torch.autograd.gradcheck on the objective under test (the manual one if any), as a function of its
+    parameters (and, for --module, its inputs): every coordinate when there are at most FULL_LIMIT, else
+    the sampled coordinates that sit away from kinks, through a wrapper that perturbs only those."""
+    from torch.autograd.gradcheck import GradcheckError
+
+    objective = p.manual if p.manual is not None else p.objective
+    chosen = [(n, k, t) for n, k, t in named if k == "parameter" or p.describe.get("module")]
+    total = sum(t.numel() for _, _, t in chosen)
+    full = total <= FULL_LIMIT
+    param_key = {display_name(k, p.prefix): k for k, _ in objective.named_parameters()}
+    position = {name: i for name, i in p.checked_args.items()}
+    base_args = [a.detach() for a in p.args]
+    spec, subs = [], []
+    for name, _, t in chosen:
+        idx = None if full else clean[name]
+        if idx is not None and not len(idx):
+            continue
+        sub = t.detach().clone() if idx is None else t.detach().reshape(-1)[idx.to(t.device)].clone()
+        spec.append((name, t.detach(), idx))
+        subs.append(sub.requires_grad_(True))
+
+    def fn(*values):
+        params, args = {}, list(base_args)
+        for (name, base, idx), v in zip(spec, values, strict=True):
+            full_t = v if idx is None else base.reshape(-1).index_put((idx.to(base.device),), v).view_as(base)
+            if name in position:
+                args[position[name]] = full_t
+            else:
+                params[param_key[name]] = full_t
+        return torch.func.functional_call(objective, params, tuple(args))
+
+    n_checked = sum(s.numel() for s in subs)
+    result = {
+        "mode": "full" if full else "subset",
+        "coordinates": n_checked,
+        "of": total,
+        "eps": TORCH_EPS,
+        "atol": TORCH_ATOL,
+        "rtol": TORCH_RTOL,
+    }
+    try:
+        torch.autograd.gradcheck(fn, tuple(subs), eps=TORCH_EPS, atol=TORCH_ATOL, rtol=TORCH_RTOL)
+        result.update(passed=True, message="")
+    except GradcheckError as e:
+        message = str(e).strip().splitlines()[0].rstrip(",")
+        hit = re.search(r"with respect to input (\d+)", message)
+        if hit and int(hit.group(1)) < len(spec):
+            message += f" ({spec[int(hit.group(1))][0]})"
+        result.update(passed=False, message=message)
+    return result

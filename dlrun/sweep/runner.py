@@ -1,0 +1,698 @@
+"""The sweep loop: an Optuna study is the ledger; every training is a subprocess.
+
+One Optuna trial is one configuration. Its value is the mean of the metric over the seeds
+(`--seeds 0,1,2`), and each seed is its own run directory:
+
+    <sweep>/sweep.yaml                      the sweep's arguments (all that --resume needs)
+    <sweep>/study.db                        the Optuna study (SQLite), unless --storage names another
+    <sweep>/trials/<n>/                     trial n's run (one seed), or
+    <sweep>/trials/<n>/seed<k>/             trial n's run with trainer.seed=k
+    <sweep>/tensorboard/                    HParams: one session per trial with its final metrics
+
+The parent asks the study for a configuration, starts up to --jobs training processes
+(`python -m dlrun.sweep.trial`), and tells the study each trial's result when its seeds are done.
+A training that crashes, diverges or is killed fails its trial (FAIL, with the reason in the
+trial's user attributes) and the sweep goes on.
+
+The budget (--trials N) counts finished trials (COMPLETE, PRUNED, and FAIL on the trial's merits)
+and running ones, across every process working the study. A trial whose sweep process died
+(killed, Ctrl-C, a lost machine) is failed and queued again with the same parameters; it does
+not count, its retry does. So a killed and resumed sweep ends with exactly N trials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState
+
+from dlrun.errors import ConfigError
+from dlrun.files import atomic_write
+from dlrun.sweep.space import SAMPLERS, Space, parse
+
+PRUNERS = ("none", "median", "hyperband")
+HEARTBEAT_S = 10  # a running trial's sweep process writes a heartbeat this often
+GRACE_S = 60  # a trial whose heartbeat is older than this is taken as lost (another machine died)
+MAX_RETRY = 3  # a lost trial is queued again at most this many times
+SQLITE_TIMEOUT_S = 60  # how long a process waits for another's SQLite write lock
+SPEC_ATTR = "dlrun.sweep"  # the study's user attribute holding the sweep's arguments
+
+
+# ----------------------------------------------------------------------------- the sweep's arguments
+@dataclass
+class SweepSpec:
+    """Everything a sweep runs by; saved as <sweep>/sweep.yaml so that --resume needs nothing else."""
+
+    overrides: list[str]  # Hydra's grammar, sweeps and fixed overrides (an experiment's sweeps included)
+    sampler: str  # grid, random, tpe
+    trials: int  # the budget: configurations tried (see the module docstring)
+    metric: str  # e.g. val/acc: its final value in each run's summary.json
+    direction: str  # maximize or minimize
+    study: str  # the Optuna study's name
+    seeds: list[int] | None = None  # trainer.seed of each repeat; None: one run with the config's seed
+    pruner: str = "none"
+    storage: str | None = None  # an Optuna storage URL; None: sqlite in the sweep directory
+    max_failures: int | None = None  # stop after this many failed trials
+    jobs: int = 1  # trainings at once
+
+    def url(self, sweep_dir: Path) -> str:
+        return self.storage or f"sqlite:///{(Path(sweep_dir) / 'study.db').resolve()}"
+
+    def save(self, sweep_dir: Path) -> None:
+        atomic_write(Path(sweep_dir) / "sweep.yaml", yaml.safe_dump(asdict(self), sort_keys=False))
+
+    @classmethod
+    def load(cls, sweep_dir: Path) -> SweepSpec:
+        path = Path(sweep_dir) / "sweep.yaml"
+        if not path.is_file():
+            raise ConfigError(f"{sweep_dir}: no sweep.yaml there; give a sweep directory (runs/sweeps/<name>-<time>)")
+        return cls(**yaml.safe_load(path.read_text()))
+
+    def same_sweep(self, other: dict[str, Any]) -> bool:
+        keys = ("overrides", "sampler", "metric", "direction", "seeds", "pruner")
+        return all(other.get(k) == getattr(self, k) for k in keys)
+
+
+def direction_of(metric: str) -> str:
+    """acc: maximize; loss, mse: minimize."""
+    leaf = metric.rsplit("/", 1)[-1]
+    if leaf == "acc":
+        return "maximize"
+    if leaf in ("loss", "mse"):
+        return "minimize"
+    raise ConfigError(f"--metric {metric}: cannot tell its direction; give --direction maximize or minimize")
+
+
+# ----------------------------------------------------------------------------- Optuna pieces
+def quiet_optuna() -> None:
+    """Optuna's per-trial log lines and experimental-feature warnings stay out of the sweep's output."""
+    import warnings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    # this loop asks and tells, and records the heartbeats itself
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+
+def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+    """An RDB storage that waits for other processes' locks and, with heartbeat, finds lost trials."""
+    import sqlalchemy.exc
+
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    if not url.startswith("sqlite"):
+        engine_kwargs["pool_pre_ping"] = True  # a shared server may drop idle connections
+    beat = {}
+    if heartbeat:
+        beat = {
+            "heartbeat_interval": HEARTBEAT_S,
+            "grace_period": GRACE_S,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        }
+    for attempt in range(10):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+        except sqlalchemy.exc.OperationalError as e:
+            # two processes creating a fresh SQLite file's tables at once: the loser retries
+            if attempt == 9 or not url.startswith("sqlite"):
+                raise ConfigError(f"--storage {url}: {str(e.orig).splitlines()[0]}") from None
+            time.sleep(0.2 * (attempt + 1))
+        except ModuleNotFoundError as e:
+            raise ConfigError(
+                f"--storage {url}: the database driver {e.name} is not installed "
+                "(pip install psycopg2-binary for postgresql://, pymysql for mysql+pymysql://)"
+            ) from None
+        except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+            raise ConfigError(f"--storage {url}: {str(e).splitlines()[0]}") from None
+    raise AssertionError("unreachable")
+
+
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler, without its study.stop() at the last point (which only study.optimize
+    allows); the sweep loop counts its own budget."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
+def make_sampler(name: str, space: Space) -> optuna.samplers.BaseSampler:
+    if name == "grid":
+        return GridSampler(space.grid())
+    if name == "random":
+        return optuna.samplers.RandomSampler()
+    if name == "tpe":
+        return optuna.samplers.TPESampler()
+    raise ConfigError(f"--sampler {name}: unknown; choose from: {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":  # stop a trial whose metric is worse than the median of earlier trials at that step
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    raise ConfigError(f"--pruner {name}: unknown; choose from: {', '.join(PRUNERS)}")
+
+
+def retried(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the failed trials that were queued again (their retry takes their place)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+
+
+def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials the budget counts: finished (a failure on its merits included) or running."""
+    again = retried(trials)
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return [t for t in trials if t.state in states or (t.state == TrialState.FAIL and t.number not in again)]
+
+
+def failures(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    again = retried(trials)
+    return [t for t in trials if t.state == TrialState.FAIL and t.number not in again]
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def recover(study: optuna.Study) -> list[int]:
+    """Fail, and queue again, the running trials of this machine's sweep processes that have died.
+
+    A trial of a dead process on another machine is found by its heartbeat instead, after GRACE_S.
+    """
+    storage = study._storage
+    callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+    host = socket.gethostname()
+    recovered = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if worker_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        storage.set_trial_user_attr(t._trial_id, "reason", f"its sweep process ({pid}) stopped; queued again")
+        try:
+            if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        callback(study, storage.get_trial(t._trial_id))
+        recovered.append(t.number)
+    return recovered
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def open_study(spec: SweepSpec, sweep_dir: Path, space: Space) -> optuna.Study:
+    """Create the study, or join it (another process or machine may work the same one)."""
+    quiet_optuna()
+    storage = open_storage(spec.url(sweep_dir))
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=spec.study,
+            direction=spec.direction,
+            sampler=make_sampler(spec.sampler, space),
+            pruner=make_pruner(spec.pruner),
+            load_if_exists=True,
+        )
+    except ValueError as e:
+        raise ConfigError(f"--study {spec.study}: {str(e).splitlines()[0]}") from None
+    if study.direction.name.lower() != spec.direction:
+        raise ConfigError(
+            f"--study {spec.study}: the study exists and it {study.direction.name.lower()}s; "
+            f"this sweep would {spec.direction} {spec.metric}"
+        )
+    saved = study.user_attrs.get(SPEC_ATTR)
+    if saved is None:
+        study.set_user_attr(SPEC_ATTR, asdict(spec))
+    elif not spec.same_sweep(saved):
+        raise ConfigError(
+            f"--study {spec.study}: the study belongs to another sweep ({' '.join(saved['overrides'])}, "
+            f"--sampler {saved['sampler']}, --metric {saved['metric']}); join it with the same arguments"
+        )
+    return study
+
+
+# ----------------------------------------------------------------------------- one trial, its seeds
+@dataclass
+class SeedRun:
+    """One training process: a seed of a trial."""
+
+    seed: int | None
+    run_dir: Path
+    proc: subprocess.Popen
+    log: Any  # the open output.log
+
+
+@dataclass
+class OpenTrial:
+    """A trial this process runs: its configuration, the seeds still to start, the results so far."""
+
+    trial: optuna.Trial
+    overrides: list[str]
+    pending: list[int | None]  # seeds not started yet
+    running: list[SeedRun] = field(default_factory=list)
+    results: dict[Any, dict[str, Any]] = field(default_factory=dict)  # seed -> outcome (see outcome())
+    failed: str = ""  # why the trial failed
+    pruned: bool = False
+    started: float = field(default_factory=time.time)
+
+    @property
+    def done(self) -> bool:
+        return not self.running and (bool(self.failed) or self.pruned or not self.pending)
+
+
+def outcome(run_dir: Path, code: int, metric: str) -> dict[str, Any]:
+    """What a training process left: status, final metrics, wall time and, for a failure, the reason."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        summary = {}
+    status = summary.get("status", "failed")
+    if code != 0 and status in ("running", "completed"):
+        status = "failed"  # the process died after writing its summary
+    reason = ""
+    if status not in ("completed", "pruned"):
+        reason = summary.get("message") or _last_line(run_dir / "output.log") or _exit_reason(code)
+    elif metric not in summary.get("metrics", {}):
+        status = "failed"
+        reason = f"no {metric} in the run's metrics (it has {', '.join(summary.get('metrics', {}))})"
+    return {
+        "status": status,
+        "metrics": summary.get("metrics", {}),
+        "wall_time_s": summary.get("wall_time_s") or 0.0,
+        "reason": reason.removeprefix("error: "),
+        "run_dir": str(run_dir),
+    }
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        return f"the training process was killed by {signal.Signals(-code).name}"
+    return f"the training process exited with status {code}"
+
+
+# ----------------------------------------------------------------------------- the loop
+class Runner:
+    """Keeps up to `jobs` training processes busy until the budget is used; tells the study each result."""
+
+    def __init__(
+        self,
+        spec: SweepSpec,
+        sweep_dir: Path,
+        study: optuna.Study,
+        space: Space,
+        on_trial: Callable[[dict[str, Any]], None] | None = None,
+    ):
+        self.spec, self.sweep_dir, self.study, self.space = spec, Path(sweep_dir), study, space
+        self.storage = study._storage  # the study's storage (heartbeats, state changes)
+        self.on_trial = on_trial or (lambda info: None)
+        self.open: dict[int, OpenTrial] = {}
+        self.no_more = ""  # why no new trial is asked: the budget is used, too many failures
+        self.last_beat = 0.0
+
+    def run(self) -> dict[str, Any]:
+        with _sigterm_as_interrupt():
+            try:
+                while True:
+                    self.reap()
+                    self.launch()
+                    if not self.running():
+                        break
+                    self.heartbeat()
+                    time.sleep(0.1)
+            except KeyboardInterrupt:
+                self.abort("the sweep was interrupted")
+                raise
+        return self.summary()
+
+    def running(self) -> list[SeedRun]:
+        return [r for t in self.open.values() for r in t.running]
+
+    # -- starting trainings
+    def launch(self) -> None:
+        while len(self.running()) < self.spec.jobs:
+            if self.start_next_seed():
+                continue
+            if self.no_more or not self.ask():
+                return
+
+    def start_next_seed(self) -> bool:
+        for t in self.open.values():
+            gated = self.spec.pruner != "none" and t.results == {} and t.running  # the first seed decides pruning
+            if t.pending and not t.failed and not t.pruned and not gated:
+                self.start(t, t.pending.pop(0))
+                return True
+        return False
+
+    def ask(self) -> bool:
+        """Open a new trial if the budget allows; False when it does not."""
+        optuna.storages.fail_stale_trials(self.study)  # trials of workers lost elsewhere are queued again
+        trials = self.study.get_trials(deepcopy=False)
+        if len(failures(trials)) >= (self.spec.max_failures or float("inf")):
+            self.no_more = "failures"
+            return False
+        if len(counted(trials)) >= self.spec.trials:
+            self.no_more = "budget"
+            return False
+        trial = self.study.ask(self.space.distributions)
+        # another process may have taken the last place between the count and the ask: the lowest numbers win
+        trials = self.study.get_trials(deepcopy=False)
+        if sum(t.number < trial.number for t in counted(trials)) >= self.spec.trials:
+            self.storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)  # for a later run
+            self.no_more = "budget"
+            return False
+        self.storage.record_heartbeat(trial._trial_id)
+        overrides = self.space.overrides(trial.params)
+        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr("overrides", overrides)
+        trial.set_user_attr("reason", "")
+        seeds = list(self.spec.seeds) if self.spec.seeds else [None]
+        self.open[trial.number] = OpenTrial(trial, overrides, pending=seeds)
+        return True
+
+    def start(self, t: OpenTrial, seed: int | None) -> None:
+        trial_dir = self.sweep_dir / "trials" / str(t.trial.number)
+        run_dir = trial_dir if seed is None else trial_dir / f"seed{seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "dlrun.sweep.trial", "--run-dir", str(run_dir), "--parent", str(os.getpid())]
+        if self.spec.pruner != "none" and not t.results and not t.running:  # the first seed reports
+            cmd += ["--storage", self.spec.url(self.sweep_dir), "--study", self.spec.study]
+            cmd += [
+                "--trial-id",
+                str(t.trial._trial_id),
+                "--report",
+                self.report_metric(),
+                "--pruner",
+                self.spec.pruner,
+            ]
+        cmd += ["--", *t.overrides, *([f"trainer.seed={seed}"] if seed is not None else [])]
+        log = open(run_dir / "output.log", "wb")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        t.running.append(SeedRun(seed, run_dir, proc, log))
+
+    def report_metric(self) -> str:
+        """The metric the pruner sees at each evaluation: the val metric behind --metric."""
+        name = self.spec.metric.removeprefix("best/")
+        return "val/" + name.split("/", 1)[1] if name.startswith("test/") else name
+
+    # -- collecting results
+    def reap(self) -> None:
+        for t in list(self.open.values()):
+            for r in list(t.running):
+                code = r.proc.poll()
+                if code is None:
+                    continue
+                r.log.close()
+                t.running.remove(r)
+                result = outcome(r.run_dir, code, self.spec.metric)
+                t.results[r.seed] = result
+                if result["status"] == "pruned":
+                    t.pruned = True
+                elif result["status"] != "completed" and not t.failed:
+                    t.failed = f"seed {r.seed}: {result['reason']}" if r.seed is not None else result["reason"]
+                    for other in t.running:  # the trial has failed: its other seeds need not finish
+                        other.proc.send_signal(signal.SIGTERM)
+            if t.done:
+                self.finish(t)
+
+    def finish(self, t: OpenTrial) -> None:
+        """Tell the study: the mean over seeds (COMPLETE), PRUNED, or FAIL with the reason."""
+        seeds = [s for s in (self.spec.seeds or [None]) if s in t.results]
+        results = [t.results[s] for s in seeds]
+        metrics: dict[str, list[float]] = {}
+        for result in results:
+            for name, value in result["metrics"].items():
+                metrics.setdefault(name, []).append(value)
+        trial = t.trial
+        values = [r["metrics"][self.spec.metric] for r in results if self.spec.metric in r["metrics"]]
+        status = "failed" if t.failed else "pruned" if t.pruned else "completed"
+        try:
+            trial.set_user_attr("seeds", [s for s in seeds if s is not None])
+            trial.set_user_attr("metrics", metrics)
+            trial.set_user_attr("runs", [str(Path(r["run_dir"]).relative_to(self.sweep_dir)) for r in results])
+            trial.set_user_attr("time_s", round(sum(r["wall_time_s"] for r in results), 3))
+            if t.failed:
+                trial.set_user_attr("reason", t.failed)
+                self.study.tell(trial, state=TrialState.FAIL)
+            elif t.pruned:
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(trial, statistics.fmean(values))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # another process found no heartbeat for GRACE_S, took the trial as lost and queued it again
+            status = "lost"
+        del self.open[trial.number]
+        write_hparams(self.study, self.spec, self.sweep_dir, self.space)
+        trials = self.study.get_trials(deepcopy=False)
+        self.on_trial(
+            {
+                "trial": trial.number,
+                "status": status,
+                "overrides": [self.space_override(name, value) for name, value in trial.params.items()],
+                "values": values,
+                "seeds": len(seeds),
+                "time_s": time.time() - t.started,
+                "reason": t.failed,
+                "done": len([x for x in counted(trials) if x.state.is_finished()]),
+                "budget": self.spec.trials,
+            }
+        )
+
+    def space_override(self, name: str, value: Any) -> str:
+        axis = next(a for a in self.space.axes if a.name == name)
+        return axis.override(value)
+
+    def heartbeat(self) -> None:
+        if time.time() - self.last_beat < HEARTBEAT_S:
+            return
+        for t in self.open.values():
+            self.storage.record_heartbeat(t.trial._trial_id)
+        self.last_beat = time.time()
+
+    def abort(self, reason: str) -> None:
+        """Stop every training (SIGTERM: each writes its checkpoint), then fail and queue their trials again."""
+        for r in self.running():
+            if r.proc.poll() is None:
+                r.proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 30
+        for r in self.running():
+            try:
+                r.proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                r.proc.kill()
+                r.proc.wait()
+            r.log.close()
+        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+        for t in self.open.values():
+            self.storage.set_trial_user_attr(t.trial._trial_id, "reason", f"{reason}; queued again")
+            if self.storage.set_trial_state_values(t.trial._trial_id, TrialState.FAIL):
+                callback(self.study, self.storage.get_trial(t.trial._trial_id))
+        self.open.clear()
+
+    def summary(self) -> dict[str, Any]:
+        trials = self.study.get_trials(deepcopy=False)
+        done = counted(trials)
+        fails = failures(trials)
+        return {
+            "sweep_dir": str(self.sweep_dir),
+            "study": self.spec.study,
+            "storage": self.spec.url(self.sweep_dir),
+            "completed": sum(t.state == TrialState.COMPLETE for t in done),
+            "pruned": sum(t.state == TrialState.PRUNED for t in done),
+            "failed": len(fails),
+            "running_elsewhere": sum(t.state == TrialState.RUNNING for t in done),
+            "budget": self.spec.trials,
+            "stopped": self.no_more,
+            "last_failure": (f"trial {fails[-1].number}: {fails[-1].user_attrs.get('reason', '')}" if fails else ""),
+        }
+
+
+def write_hparams(study: optuna.Study, spec: SweepSpec, sweep_dir: Path, space: Space) -> None:
+    """<sweep>/tensorboard/: TensorBoard's HParams view of the trials so far."""
+    from dlrun.sweep import hparams, results
+
+    hparams.write(results.from_study(study, spec, str(sweep_dir)), Path(sweep_dir) / "tensorboard", space)
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's stop) takes the same path as Ctrl-C: stop the trainings, queue their trials."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# ----------------------------------------------------------------------------- entry points
+def sweep_name(cfg) -> str:
+    return cfg.name or cfg.experiment or f"{cfg.model.name}-{cfg.data.name}"
+
+
+def new_sweep_dir(runs_dir: str, name: str) -> Path:
+    """<runs_dir>/sweeps/<name>-<YYYY-MM-DD_HH-MM-SS>/, with -1, -2, ... when taken."""
+    parent = Path(runs_dir) / "sweeps"
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    for i in range(1000):
+        path = parent / (f"{name}-{stamp}" if i == 0 else f"{name}-{stamp}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"cannot create a sweep directory under {parent}")
+
+
+def resolve_metric(cfg) -> str:
+    """The run's monitor: trainer.monitor, or auto = val/acc for classification, val/loss for regression."""
+    if cfg.trainer.monitor != "auto":
+        return cfg.trainer.monitor
+    from dlrun.data import build
+
+    return "val/acc" if build(cfg.data).task.is_classification else "val/loss"
+
+
+def plan(
+    overrides: list[str],
+    *,
+    sampler: str = "auto",
+    trials: int | None = None,
+    metric: str = "auto",
+    direction: str = "auto",
+    seeds: list[int] | None = None,
+    pruner: str = "none",
+    storage: str | None = None,
+    study: str | None = None,
+    directory: Path | None = None,
+    max_failures: int | None = None,
+    jobs: int = 1,
+) -> tuple[SweepSpec, Path]:
+    """Check a sweep's arguments and compose every point of its space; then make its directory.
+
+    Returns the spec (saved as sweep.yaml when the sweep runs) and the sweep directory.
+    """
+    from dlrun.config import compose
+    from dlrun.sweep.space import check, experiment_sweeps
+
+    typed = {o.split("=", 1)[0] for o in overrides}
+    overrides = [o for o in experiment_sweeps(overrides) if o.split("=", 1)[0] not in typed] + list(overrides)
+    space = parse(overrides)
+    if sampler == "auto":
+        sampler = "tpe" if space.size() is None else "grid"
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"--sampler {sampler}: unknown; choose from: auto, {', '.join(SAMPLERS)}")
+    if sampler == "grid":
+        space.grid()  # refuses a continuous axis, naming it
+    if pruner not in PRUNERS:
+        raise ConfigError(f"--pruner {pruner}: unknown; choose from: {', '.join(PRUNERS)}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs {jobs}: must be >= 1")
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials {trials}: must be >= 1")
+    if max_failures is not None and max_failures < 1:
+        raise ConfigError(f"--max-failures {max_failures}: must be >= 1")
+    if metric != "auto" and "/" not in metric:
+        raise ConfigError(f"--metric {metric}: name a final metric as split/name, e.g. val/acc, test/acc, best/val/acc")
+    if direction not in ("auto", "maximize", "minimize"):
+        raise ConfigError(f"--direction {direction}: choose from: auto, maximize, minimize")
+    if storage is not None and study is None:
+        raise ConfigError("--storage needs --study NAME (the study that the workers share)")
+    check(space, compose)  # every point of the space composes, or one line names the key
+    cfg = compose(space.overrides(space.first()))
+    if metric == "auto":
+        metric = resolve_metric(cfg)
+    if direction == "auto":
+        direction = direction_of(metric)
+    size = space.size() if sampler == "grid" else None
+    if trials is None:
+        trials = size if size is not None else 20
+    elif size is not None:
+        trials = min(trials, size)
+    name = sweep_name(cfg)
+    sweep_dir = Path(directory) if directory is not None else None
+    if sweep_dir is None:
+        sweep_dir = new_sweep_dir(cfg.runs_dir, name)
+    spec = SweepSpec(
+        overrides=overrides,
+        sampler=sampler,
+        trials=trials,
+        metric=metric,
+        direction=direction,
+        study=study or sweep_dir.name,
+        seeds=list(seeds) if seeds else None,
+        pruner=pruner,
+        storage=storage,
+        max_failures=max_failures,
+        jobs=jobs,
+    )
+    return spec, sweep_dir
+
+
+def run(spec: SweepSpec, sweep_dir: Path, on_trial=None) -> dict[str, Any]:
+    """Run (or join, or continue) the sweep in sweep_dir; returns counts of its trials."""
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    space = parse(spec.overrides)
+    study = open_study(spec, sweep_dir, space)
+    spec.save(sweep_dir)
+    recover(study)
+    summary = Runner(spec, sweep_dir, study, space, on_trial).run()
+    write_hparams(study, spec, sweep_dir, space)
+    return summary
+
+
+def resume(
+    sweep_dir: Path, *, jobs: int | None = None, trials: int | None = None, max_failures: int | None = None
+) -> tuple[SweepSpec, Path]:
+    """The spec of a sweep to continue, from its sweep.yaml; --jobs, --trials and --max-failures may change."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise ConfigError(f"--resume {sweep_dir}: no such directory; give a sweep directory (runs/sweeps/...)")
+    spec = SweepSpec.load(sweep_dir)
+    if jobs is not None:
+        spec.jobs = jobs
+    if trials is not None:
+        spec.trials = trials
+    if max_failures is not None:
+        spec.max_failures = max_failures
+    return spec, sweep_dir

@@ -1,0 +1,83 @@
+"""Layers by the names users type, reached through forward hooks.
+
+A layer's name is its module path with the `layers.` prefix of the Sequential models dropped:
+`fc1`, `act1`, `conv2`, `out` (MLP, CNN), `stage2.0.relu2` (ResNet). `dlrun viz layers RUN` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from dlrun.errors import ConfigError, suggest
+
+
+def display_name(module_path: str) -> str:
+    return module_path.removeprefix("layers.")
+
+
+def named_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every submodule (containers included) by display name, in definition order; `layers` itself is skipped."""
+    return {display_name(name): m for name, m in model.named_modules() if name and name != "layers"}
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    layers = named_layers(model)
+    if name not in layers:
+        raise ConfigError(
+            f"layer '{name}': not in this model;{suggest(name, layers)} choose from: {', '.join(layers)} "
+            "(see `dlrun viz layers RUN`)"
+        )
+    return layers[name]
+
+
+@torch.no_grad()
+def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
+    """[{layer, type, output (shape without the batch), params}] from one forward pass of zeros, eval mode."""
+    layers = named_layers(model)
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = []
+    for name, module in layers.items():
+
+        def hook(mod, inputs, output, name=name):
+            out = output[0] if isinstance(output, tuple) else output
+            if isinstance(out, torch.Tensor):
+                shapes[name] = tuple(out.shape[1:])
+
+        hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        model(torch.zeros(2, *input_shape, device=device))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return [
+        {
+            "layer": name,
+            "type": type(module).__name__,
+            "output": shapes.get(name),
+            "params": sum(p.numel() for p in module.parameters()),
+        }
+        for name, module in layers.items()
+    ]
+
+
+@contextmanager
+def capture(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
+    """`with capture(layer) as seen:` ... `seen["out"]` is the layer's output of the last forward pass."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def hook(mod, inputs, output):
+        seen["out"] = output[0] if isinstance(output, tuple) else output
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
