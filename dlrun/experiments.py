@@ -248,6 +248,38 @@ def steps_to_converge(run_dir: Path, summary: dict) -> float:
     return math.inf
 
 
+def final_weights(run_dir: Path) -> list:
+    """The weight matrices and kernels (ndim > 1) of a run's last checkpoint, first layer first."""
+    from dlrun.train import checkpoint
+
+    state = checkpoint.load(run_dir / "checkpoints" / "last.pt")["model"]
+    return [t.double() for name, t in state.items() if name.endswith("weight") and t.ndim > 1]
+
+
+@MEASURES.register("sparsity")
+def sparsity(run_dir: Path, summary: dict) -> float:
+    """Fraction of final weights with |w| < 1e-3."""
+    ws = final_weights(run_dir)
+    return sum(int((w.abs() < 1e-3).sum()) for w in ws) / max(sum(w.numel() for w in ws), 1)
+
+
+@MEASURES.register("weight_norm")
+def weight_norm(run_dir: Path, summary: dict) -> float:
+    """L2 norm of all final weights together (biases left out)."""
+    return math.sqrt(sum(float(w.pow(2).sum()) for w in final_weights(run_dir)))
+
+
+@MEASURES.register("distinct_units")
+def distinct_units(run_dir: Path, summary: dict) -> float:
+    """Distinct hidden units of the first layer after training (rows of W1 equal to 1e-6 count once)."""
+    w = final_weights(run_dir)[0].flatten(1)
+    distinct: list = []
+    for row in w:
+        if not any((row - d).abs().max() < 1e-6 for d in distinct):
+            distinct.append(row)
+    return float(len(distinct))
+
+
 # ----------------------------------------------------------------------------- running
 @dataclass
 class Result:

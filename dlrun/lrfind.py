@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from dlrun.config import Config
-from dlrun.errors import ConfigError
+from dlrun.errors import ConfigError, RunFailed
 from dlrun.files import atomic_file, atomic_write
 from dlrun.models import DlrunWarning
 from dlrun.train.loop import Setup, build, epoch_order, train_step
@@ -68,22 +68,24 @@ def lr_range_test(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: in
     s.scheduler = torch.optim.lr_scheduler.LambdaLR(s.optimizer, lambda t: start * growth**t / cfg.optim.lr)
     s.model.train()
     lrs, losses, smoothed = [], [], []
-    avg, best = 0.0, math.inf
+    avg, lowest = 0.0, math.inf
     for t, (x, y) in enumerate(itertools.islice(batches(s), steps)):
         lrs.append(s.optimizer.param_groups[0]["lr"])
         losses.append(train_step(s, x, y)[0].item())  # one host sync per step: the stop rule needs it
         avg = SMOOTHING * avg + (1 - SMOOTHING) * losses[-1]
         smoothed.append(avg / (1 - SMOOTHING ** (t + 1)))
-        if not math.isfinite(smoothed[-1]) or smoothed[-1] > DIVERGE * best:
+        if not math.isfinite(smoothed[-1]) or smoothed[-1] > DIVERGE * lowest:
             break
-        best = min(best, smoothed[-1])
+        lowest = min(lowest, smoothed[-1])
+    if not math.isfinite(smoothed[0]):
+        raise RunFailed(f"the loss was {smoothed[0]} at the first step (lr {start:g}); check the model and data")
     stopped_early = len(lrs) < steps
-    best_lr = lrs[min(range(len(smoothed)), key=lambda i: smoothed[i] if math.isfinite(smoothed[i]) else math.inf)]
-    if not stopped_early and best_lr == lrs[-1]:
-        warnings.warn(f"the loss still fell at --end {end:g}; raise --end for a sound suggestion", DlrunWarning, 2)
-    if best_lr == lrs[0]:
-        warnings.warn(f"the loss never fell below its value at --start {start:g}; lower --start", DlrunWarning, 2)
-    return LRFind(lrs, losses, smoothed, best_lr / 10, best_lr, stopped_early, start, end, steps)
+    best = min(range(len(smoothed)), key=lambda i: smoothed[i] if math.isfinite(smoothed[i]) else math.inf)
+    if best == 0 and stopped_early:
+        warnings.warn(f"the loss rose from the first steps on; lower --start (now {start:g})", DlrunWarning, 2)
+    elif best in (0, len(lrs) - 1) and not stopped_early:
+        warnings.warn(f"the loss had not passed its minimum by --end {end:g}; raise --end", DlrunWarning, 2)
+    return LRFind(lrs, losses, smoothed, lrs[best] / 10, lrs[best], stopped_early, start, end, steps)
 
 
 def batches(s: Setup) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

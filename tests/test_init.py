@@ -14,7 +14,7 @@ import os
 
 import pytest
 import torch
-from conftest import quick
+from conftest import dlrun, quick
 from torch import nn
 
 from dlrun.config import compose
@@ -218,3 +218,28 @@ def test_zero_and_constant_init_never_break_symmetry_glorot_trains(runs, name, t
         assert acc < 0.5
     if name == "zeros":  # tanh(0) = 0 and W = 0: the hidden layers get no gradient at all (a saddle point)
         assert all(not v.any() for k, v in final.items() if k.startswith(("layers.fc", "layers.out.weight")))
+
+
+def test_dlrun_list_shows_every_init_with_its_formula():
+    result = dlrun("list", "init")
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split("│")[2].strip().rstrip(" *"): line.split("│")[3].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") == 4
+    }
+    assert set(rows) == set(INITS)
+    words = {
+        "glorot_uniform": "sqrt(6 / (fan_in + fan_out))",
+        "glorot_normal": "2 / (fan_in + fan_out)",
+        "he_uniform": "sqrt(6 / fan_in)",
+        "he_normal": "2 / fan_in",
+        "normal": "std^2",
+        "uniform": "U[-a, a]",
+        "orthogonal": "gain",
+        "zeros": "zero",
+        "constant": "c",
+        "default": "PyTorch",
+    }
+    for name, word in words.items():
+        assert word in rows[name], name

@@ -105,6 +105,8 @@ def test_optimizers_without_a_lecture_form_are_refused(name):
 def test_eps_inside_sqrt_needs_the_lecture_form():
     with pytest.raises(ConfigError, match="set optim.impl=lecture"):
         build_optimizer([torch.nn.Parameter(torch.zeros(3))], AdamConfig(name="adam", eps_inside_sqrt=True))
+    with pytest.raises(ConfigError, match="use optim=adam optim.impl=lecture"):
+        build_optimizer([torch.nn.Parameter(torch.zeros(3))], AdamConfig(name="adamw", eps_inside_sqrt=True))
 
 
 @pytest.mark.parametrize(

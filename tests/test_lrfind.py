@@ -71,7 +71,7 @@ def test_bad_ranges_are_refused(runs):
 def test_warns_when_the_range_misses_the_minimum(runs):
     cfg = compose(quick(runs, *IRIS, "optim=sgd"))
     with pytest.warns(UserWarning, match="raise --end"):
-        lr_range_test(cfg, start=1e-4, end=1e-3, steps=10)  # still falling at the end
+        lr_range_test(cfg, start=1e-4, end=1e-3, steps=10)  # nothing happens yet
     with pytest.warns(UserWarning, match="lower --start"):
         lr_range_test(cfg, start=1e3, end=1e5, steps=10)  # the first step already blows up
 

@@ -8,13 +8,23 @@ adagrad    G += g^2;                          theta -= alpha g / (sqrt(G) + eps)
 rmsprop    G = gamma G + (1 - gamma) g^2;     theta -= alpha g / (sqrt(G) + eps)
 adam       m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2, m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t),
            theta -= alpha m_hat / (sqrt(v_hat) + eps)   (eps outside the root, as PyTorch and the paper)
+
+The lecture forms (optim.impl=lecture) are tested in tests/test_lecture_optim.py, newton in tests/test_newton.py.
 """
 
 import numpy as np
 import pytest
 import torch
 
-from dlrun.config.schema import SCHEMAS, AdagradConfig, AdamConfig, MomentumConfig, OptimConfig, RMSpropConfig
+from dlrun.config.schema import (
+    SCHEMAS,
+    AdagradConfig,
+    AdamConfig,
+    MomentumConfig,
+    NewtonConfig,
+    OptimConfig,
+    RMSpropConfig,
+)
 from dlrun.optim import OPTIMIZERS, build_optimizer
 
 A = np.array([[3.0, 0.5], [0.5, 1.0]])
@@ -67,6 +77,8 @@ def test_every_optimizer_builds_from_its_schema(name):
         assert group["eps"] == cfg.eps
     if name in ("gd", "sgd"):
         assert group["momentum"] == 0
+    if isinstance(cfg, NewtonConfig):
+        assert group["damping"] == cfg.damping
 
 
 @pytest.mark.parametrize("name", ["gd", "sgd"])

@@ -12,7 +12,7 @@ import os
 
 import pytest
 import torch
-from conftest import quick
+from conftest import dlrun, quick
 from torch import nn
 
 from dlrun import regularizers
@@ -267,3 +267,24 @@ def test_weight_decay_run_ends_with_smaller_weights(runs):
         for name, run in (("plain", plain), ("decayed", decayed))
     }
     assert last["decayed"] < 0.8 * last["plain"]  # ||W1|| at the last log step
+
+
+def test_dlrun_list_shows_every_regularizer_with_its_formula():
+    result = dlrun("list", "regularizer")
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split("│")[2].strip().rstrip(" *"): line.split("│")[3].strip()
+        for line in result.stdout.splitlines()
+        if line.count("│") == 4
+    }
+    assert set(rows) == set(regularizers.REGULARIZERS)
+    words = {
+        "l2": "lambda/2",
+        "l1": "lambda sum |W|",
+        "elastic": "l1_ratio",
+        "weight_decay": "lambda W",
+        "dropout": "1/(1 - p)",
+        "none": "No regularization",
+    }
+    for name, word in words.items():
+        assert word in rows[name], name

@@ -17,7 +17,7 @@ from dlrun.cli import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
         "[bold]Examples[/]\n\n"
         "  dlrun lr-find                                 [dim]# MLP on digits with adam[/]\n\n"
         "  dlrun lr-find optim=sgd\n\n"
-        "  dlrun lr-find model=linear data=iris optim=momentum --steps 100\n\n"
+        "  dlrun lr-find data=moons optim=momentum --steps 100\n\n"
         "  dlrun lr-find --start 1e-5 --end 1 --out lr.png"
     ),
 )

@@ -1,1 +1,377 @@
-"""dlrun viz: registered on dlrun.cli.app."""
+"""`dlrun viz NAME RUN_DIR`: pictures of a trained run (the library is dlrun/viz/).
+
+Every picture is a PNG (default RUN_DIR/viz/NAME.png, or --out) and the same image in the run's
+TensorBoard under viz/NAME.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dlrun.cli import app, handle_errors
+
+viz_app = typer.Typer(
+    name="viz",
+    help="Look inside a trained run: activation maximization, filters, saliency, adversarial examples, loss "
+    "landscapes, decision boundaries, learning curves, confusion matrices, activation histograms. Each picture "
+    "is written as a PNG (default RUN_DIR/viz/NAME.png) and logged to the run's TensorBoard under viz/NAME.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+)
+app.add_typer(viz_app, name="viz")
+
+RUN_HELP = "A run directory, e.g. runs/mlp-digits/2026-01-01_12-00-00 (see `dlrun runs`)."
+WEIGHTS_HELP = "last: checkpoints/last.pt (what test/* was measured with); best: best.pt; init: the untrained model."
+OUT_HELP = "Where to write the PNG. Default: RUN_DIR/viz/NAME.png."
+
+
+def _run_arg():
+    return typer.Argument(..., help=RUN_HELP, show_default=False)
+
+
+def _weights_opt():
+    return typer.Option("last", "--weights", help=WEIGHTS_HELP)
+
+
+def _out_opt():
+    return typer.Option(None, "--out", "-o", help=OUT_HELP, show_default=False)
+
+
+def _save(fig, run, name: str, out: Path | None) -> None:
+    """Write the PNG, log it to the run's TensorBoard, and say where."""
+    from dlrun.viz.picture import save
+
+    path = out or run.run_dir / "viz" / f"{name}.png"
+    picture = save(fig, path, f"viz/{name}", [run.run_dir], run.step)
+    _report(picture, [run.run_dir], run.step)
+
+
+def _report(picture, log_dirs, step: int) -> None:
+    print(f"wrote {picture.path} ({picture.width}x{picture.height} px, {picture.n_bytes / 1024:.0f} KB)")
+    for log_dir in log_dirs:
+        print(f"tensorboard: image {picture.tag} at step {step} in {log_dir}")
+
+
+@viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz layers runs/lenet5-digits/2026-01-01_12-00-00")
+@handle_errors
+def layers(run_dir: Path = _run_arg(), weights: str = _weights_opt()):
+    """List the layer names (targets for actmax and activations) with their output shapes."""
+    from dlrun.viz.layers import layer_table
+    from dlrun.viz.load import load_run
+
+    run = load_run(run_dir, weights)
+    table = Table(show_header=True, header_style="bold")
+    for col in ("layer", "type", "output shape", "parameters"):
+        table.add_column(col, justify="right" if col == "parameters" else "left")
+    for row in layer_table(run.model, run.task.input_shape):
+        table.add_row(row["layer"], row["type"], str(row["output"]), f"{row['params']:,}" if row["params"] else "")
+    Console().print(table)
+    if run.task.is_classification:
+        print(f"targets: class (every class), class:C (C in 0..{run.task.n_classes - 1}), LAYER or LAYER:UNIT")
+
+
+@viz_app.command(
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun viz actmax RUN                           [dim]# every class, 3 random starts each[/]\n\n"
+        "  dlrun viz actmax RUN --target class:7 --starts 8\n\n"
+        "  dlrun viz actmax RUN --target conv1            [dim]# each channel of conv1 (see dlrun viz layers)[/]\n\n"
+        "  dlrun viz actmax RUN --target fc1:3 --jitter 1 --blur 0.5 --tv 0.05"
+    )
+)
+@handle_errors
+def actmax(
+    run_dir: Path = _run_arg(),
+    target: str = typer.Option(
+        "class", "--target", help="class (every class), class:C, LAYER (each unit/channel) or LAYER:UNIT."
+    ),
+    starts: int = typer.Option(3, "--starts", min=1, help="Random starts per target (the result depends on them)."),
+    steps: int = typer.Option(200, "--steps", min=1, help="Adam steps of gradient ascent on the input."),
+    lr: float = typer.Option(0.05, "--lr", min=0.0, help="Adam step size, as a fraction of the valid input range."),
+    l2: float = typer.Option(0.01, "--l2", min=0.0, help="L2 decay: maximize S(x) - l2 ||x||^2."),
+    jitter: int = typer.Option(0, "--jitter", min=0, help="Shift the input by up to this many pixels each step."),
+    blur: float = typer.Option(0.0, "--blur", min=0.0, help="Gaussian blur of this sigma (pixels) every 4 steps."),
+    tv: float = typer.Option(0.0, "--tv", min=0.0, help="Total-variation penalty weight."),
+    limit: int = typer.Option(16, "--limit", min=1, help="At most this many units or channels for a LAYER target."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random starts and jitter."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """Activation maximization: the input that maximizes a class score, a unit or a channel."""
+    from dlrun.viz import actmax as lib
+    from dlrun.viz.load import load_run
+
+    run = load_run(run_dir, weights)
+    parsed = lib.parse_target(target, run.task.class_names)
+    result = lib.maximize(
+        run.model, run.task.input_shape, run.task.value_range, parsed, run.task.n_classes,
+        starts=starts, steps=steps, lr=lr, l2=l2, jitter=jitter, blur=blur, tv=tv, limit=limit, seed=seed,
+    )  # fmt: skip
+    if parsed.layer == "class":
+        p = [result.probs[t, :, c] for t, c in enumerate(result.indices)]
+        low, mean = min(v.min() for v in p), sum(v.mean() for v in p) / len(p)
+        print(f"probability of the target class: min {low:.3f}, mean {mean:.3f}")
+    _save(
+        lib.plot_actmax(result, run.task), run, "actmax" if parsed.layer == "class" else f"actmax-{parsed.layer}", out
+    )
+
+
+@viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz filters runs/lenet5-digits/2026-01-01_12-00-00")
+@handle_errors
+def filters(run_dir: Path = _run_arg(), weights: str = _weights_opt(), out: Path | None = _out_opt()):
+    """First-layer convolution kernels as images (2-D) or curves (1-D)."""
+    from dlrun.errors import ConfigError
+    from dlrun.viz import filters as lib
+    from dlrun.viz.load import load_run
+
+    run = load_run(run_dir, weights)
+    try:
+        name, w = lib.kernels(run.model)
+    except ConfigError as e:
+        raise ConfigError(f"{run.run_dir}: model={run.cfg.model.name}: {e}") from None
+    _save(lib.plot_filters(w, name), run, "filters", out)
+
+
+@viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz saliency RUN --examples 6")
+@handle_errors
+def saliency(
+    run_dir: Path = _run_arg(),
+    examples: int = typer.Option(8, "--examples", "-n", min=1, help="The first N examples of the split."),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """Saliency maps |dS_c/dx| of the predicted class beside the inputs."""
+    from dlrun.viz import saliency as lib
+    from dlrun.viz.load import load_run, require_classification
+
+    run = load_run(run_dir, weights)
+    require_classification(run, "saliency")
+    data = _split(run, split)
+    result = lib.saliency(run.model, data.x[:examples], data.y[:examples])
+    _save(lib.plot_saliency(result, run.task), run, "saliency", out)
+
+
+@viz_app.command(
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun viz adversarial RUN --attack fgsm --eps 0.25     [dim]# accuracy for eps in 0..0.25[/]\n\n"
+        "  dlrun viz adversarial RUN --attack pgd --eps 0.1 --steps 40\n\n"
+        "  dlrun viz adversarial RUN --attack onepixel"
+    )
+)
+@handle_errors
+def adversarial(
+    run_dir: Path = _run_arg(),
+    attack: str = typer.Option("fgsm", "--attack", help="fgsm, pgd (with FGSM for reference) or onepixel."),
+    eps: float | None = typer.Option(
+        None,
+        "--eps",
+        min=0.0,
+        help="Largest L-inf perturbation, in the model's input units; the curve covers 0..eps. "
+        "Default: a quarter of the valid input range (0.25 for inputs in 0..1).",
+        show_default=False,
+    ),
+    points: int = typer.Option(11, "--points", min=2, help="eps values on the curve."),
+    steps: int = typer.Option(40, "--steps", min=1, help="PGD steps (step size 2.5 eps / steps)."),
+    restarts: int = typer.Option(2, "--restarts", min=1, help="PGD starts: x itself, then random points of the ball."),
+    examples: int = typer.Option(4, "--examples", "-n", min=1, help="Examples drawn: clean, perturbed, difference."),
+    attempts: int = typer.Option(20, "--attempts", min=1, help="onepixel: correctly classified examples attacked."),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    seed: int = typer.Option(0, "--seed", help="Seed of PGD's random starts and the differential evolution."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """Adversarial examples: accuracy against eps, and clean / perturbed / difference examples."""
+    from dlrun.errors import ConfigError, suggest
+    from dlrun.viz import adversarial as lib
+    from dlrun.viz.load import load_run, require_classification
+
+    if attack not in lib.ATTACKS:
+        raise ConfigError(f"--attack {attack}: unknown;{suggest(attack, lib.ATTACKS)} choose from: fgsm, pgd, onepixel")
+    run = load_run(run_dir, weights)
+    require_classification(run, "adversarial")
+    lo, hi = run.task.value_range
+    eps = (hi - lo) / 4 if eps is None else eps
+    data = _split(run, split)
+    result = lib.run_attack(
+        attack, run.model, data.x, data.y, run.task.value_range, eps, points=points, n_examples=examples,
+        n_onepixel=attempts, seed=seed, steps=steps, restarts=restarts,
+    )  # fmt: skip
+    if attack == "onepixel":
+        print(f"one pixel: fooled {1 - result.attacked_acc:.1%} of {result.n_attacked} correctly classified examples")
+    else:
+        for name, acc in result.curves.items():
+            print(
+                f"{name}: accuracy {acc[0]:.4f} at eps 0 -> {acc[-1]:.4f} at eps {eps:g} (inputs in {lo:.3g}..{hi:.3g})"
+            )
+    _save(lib.plot_adversarial(result, run.task), run, f"adversarial-{attack}", out)
+
+
+@viz_app.command(
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun viz landscape RUN                        [dim]# 2-D, 51 x 51 points over -1..1[/]\n\n"
+        "  dlrun viz landscape RUN --dims 1 --points 101\n\n"
+        "  dlrun viz landscape RUN_RESNET --compare RUN_PLAIN --points 21"
+    )
+)
+@handle_errors
+def landscape(
+    run_dir: Path = _run_arg(),
+    dims: int = typer.Option(2, "--dims", min=1, max=2, help="1: a curve along d; 2: a contour plot over (d, e)."),
+    points: int = typer.Option(51, "--points", min=3, help="Grid points per axis."),
+    span: float = typer.Option(1.0, "--range", min=0.0, help="The grid covers -range..range along each direction."),
+    compare: Path | None = typer.Option(
+        None, "--compare", help="A second run, drawn beside the first (same seed of directions).", show_default=False
+    ),
+    examples: int = typer.Option(0, "--examples", min=0, help="Train examples the loss is averaged over; 0 = all."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random directions."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """Loss landscape along filter-normalized random directions (Li et al. 2018); values saved as .npz."""
+    import time
+
+    from dlrun.viz import landscape as lib
+    from dlrun.viz.load import load_run
+
+    runs = [load_run(run_dir, weights)] + ([load_run(compare, weights)] if compare else [])
+    results = []
+    for run in runs:
+        started = time.perf_counter()
+        train = run.data.train
+        n = examples or len(train)
+        result = lib.loss_landscape(
+            run.model, train.x[:n], train.y[:n], run.setup.loss_fn, run.task, dims=dims, points=points, span=span,
+            seed=seed,
+        )  # fmt: skip
+        result.label = "/".join(run.run_dir.resolve().parts[-2:])
+        center = result.loss[(points // 2,) * dims]
+        print(
+            f"{result.label}: loss at the trained point {center:.4g}, grid min {result.loss.min():.4g}, "
+            f"max {result.loss.max():.4g} ({points**dims} points in {time.perf_counter() - started:.1f} s)"
+        )
+        results.append(result)
+    name = f"landscape-{dims}d"
+    path = out or runs[0].run_dir / "viz" / f"{name}.png"
+    lib.save_npz(path.with_suffix(".npz"), results)
+    print(f"wrote {path.with_suffix('.npz')}")
+    _save(lib.plot_landscape(results), runs[0], name, path)
+
+
+@viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz boundary runs/xor_hidden/2026-01-01_12-00-00")
+@handle_errors
+def boundary(
+    run_dir: Path = _run_arg(),
+    split: str = typer.Option("train", "--split", help="The points drawn: train, val or test."),
+    resolution: int = typer.Option(200, "--resolution", min=10, help="Grid points per axis."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """Decision regions of a classifier on 2-D inputs, with the data points."""
+    from dlrun.viz import boundary as lib
+    from dlrun.viz.load import load_run, require_classification
+
+    run = load_run(run_dir, weights)
+    require_classification(run, "boundary")
+    lib.check_2d(run.task.input_shape, run.cfg.data.name)
+    data = _split(run, split)
+    grid = lib.decision_grid(run.model, data.x, data.y, resolution)
+    title = f"model={run.cfg.model.name} on data={run.cfg.data.name}: {split} accuracy {grid.accuracy:.3f}"
+    _save(lib.plot_boundary(grid, run.task, title), run, "boundary", out)
+
+
+@viz_app.command(
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun viz curves runs/mlp-digits/2026-01-01_12-00-00 runs/mlp-digits/2026-01-01_12-05-00\n\n"
+        "  dlrun viz curves runs/lr-sweep --out lr.png    [dim]# every run below a folder[/]"
+    )
+)
+@handle_errors
+def curves(
+    runs: list[Path] = typer.Argument(..., help="Run directories, or folders of runs.", show_default=False),
+    out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="Where to write the PNG."),
+):
+    """Training and validation curves of several runs in one figure (from their metrics.jsonl)."""
+    from dlrun.viz import curves as lib
+    from dlrun.viz.picture import save
+
+    run_dirs = lib.expand_runs(list(runs))
+    series = [(label, lib.read_metrics(r)) for label, r in zip(lib.run_labels(run_dirs), run_dirs, strict=True)]
+    picture = save(lib.plot_curves(series), out, "viz/curves", run_dirs, 0)
+    _report(picture, run_dirs, 0)
+
+
+@viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz confusion runs/mlp-digits/2026-01-01_12-00-00")
+@handle_errors
+def confusion(
+    run_dir: Path = _run_arg(),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """Confusion matrix on the test split (classification only)."""
+    from dlrun.viz import confusion as lib
+    from dlrun.viz.load import load_run, require_classification
+
+    run = load_run(run_dir, weights)
+    require_classification(run, "confusion")
+    data = _split(run, split)
+    matrix = lib.confusion_matrix(run.model, data.x, data.y, run.task.n_classes)
+    accuracy = matrix.trace() / max(matrix.sum(), 1)
+    title = f"Confusion matrix, {split} split ({matrix.sum()} examples, accuracy {accuracy:.3f})"
+    _save(lib.plot_confusion(matrix, run.task, title), run, "confusion", out)
+
+
+@viz_app.command(
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun viz activations RUN --weights init       [dim]# at initialization: vanishing gradients?[/]\n\n"
+        "  dlrun viz activations RUN --layers fc1,act1,out"
+    )
+)
+@handle_errors
+def activations(
+    run_dir: Path = _run_arg(),
+    batch: int = typer.Option(256, "--batch", min=2, help="The first N train examples form the batch."),
+    layer_names: str | None = typer.Option(
+        None,
+        "--layers",
+        help="Comma-separated layer names (see dlrun viz layers). Default: every activation function.",
+        show_default=False,
+    ),
+    mode: str = typer.Option("train", "--mode", help="train (dropout on, batch statistics) or eval."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """Per-layer histograms of activations and of the loss gradient w.r.t. them, for one batch."""
+    from dlrun.errors import ConfigError
+    from dlrun.viz import activations as lib
+    from dlrun.viz.load import load_run
+
+    if mode not in ("train", "eval"):
+        raise ConfigError(f"--mode {mode}: choose from: train, eval")
+    run = load_run(run_dir, weights)
+    train = run.data.train
+    run.model.train(mode == "train")
+    names = [n.strip() for n in layer_names.split(",") if n.strip()] if layer_names else None
+    stats = lib.activation_stats(run.model, train.x[:batch], train.y[:batch], run.setup.loss_fn, names)
+    run.model.eval()
+    for s in stats:
+        print(f"{s.name:>16}  activation std {s.act_std:.3g}  gradient std {s.grad_std:.3g}")
+    title = f"Activations and gradients of one batch of {min(batch, len(train))} ({weights} weights, {mode} mode)"
+    _save(lib.plot_activations(stats, title), run, "activations", out)
+
+
+def _split(run, name: str):
+    from dlrun.errors import ConfigError
+
+    if name not in ("train", "val", "test"):
+        raise ConfigError(f"--split {name}: choose from: train, val, test")
+    return run.data.split(name)

@@ -26,7 +26,7 @@ from dlrun.gradcheck import numeric
 from dlrun.gradcheck.kinks import KinkWatch
 
 TORCH_EPS, TORCH_ATOL, TORCH_RTOL = 1e-6, 1e-5, 1e-3  # torch.autograd.gradcheck's defaults
-FULL_LIMIT = 1000  # torch.autograd.gradcheck runs on every coordinate up to this many, else on the sampled ones
+FULL_LIMIT = 256  # torch.autograd.gradcheck runs on every coordinate up to this many, else on the sampled ones
 
 
 # ----------------------------------------------------------------------------- objectives
@@ -164,7 +164,11 @@ def load_factory(spec: str):
         raise ConfigError(f"--module {spec}: importing {path} failed: {one_line(e)}") from None
     factory = getattr(source, name, None)
     if not callable(factory):
-        names = [n for n, v in vars(source).items() if inspect.isfunction(v) and v.__module__ == module_name]
+        names = [
+            n
+            for n, v in vars(source).items()
+            if inspect.isfunction(v) and v.__module__ == module_name and not n.startswith("_")
+        ]
         raise ConfigError(
             f"--module {spec}: {path} has no function '{name}'; it defines: {', '.join(names) or 'no functions'}"
         )
@@ -313,7 +317,7 @@ def run(p: Problem, h: float = 1e-6, coords: int = 20, seed: int = 0, torch_chec
         "wrong": [r["name"] for r in rows if r["verdict"] == "wrong"],
     }
     if torch_check:
-        report["torch_gradcheck"] = torch_gradcheck(p, named, clean)
+        report["torch_gradcheck"] = torch_gradcheck(p, named, clean, smooth=not watch.active)
     return report
 
 
@@ -354,16 +358,17 @@ def _row(name, kind, t, idx, d: numeric.Differences, auto, manual, value) -> dic
 
 
 # ----------------------------------------------------------------------------- torch.autograd.gradcheck
-def torch_gradcheck(p: Problem, named, clean: dict[str, torch.Tensor]) -> dict[str, Any]:
+def torch_gradcheck(p: Problem, named, clean: dict[str, torch.Tensor], smooth: bool) -> dict[str, Any]:
     """torch.autograd.gradcheck on the objective under test (the manual one if any), as a function of its
-    parameters (and, for --module, its inputs): every coordinate when there are at most FULL_LIMIT, else
-    the sampled coordinates that sit away from kinks, through a wrapper that perturbs only those."""
+    parameters (and, for --module, its inputs): every coordinate when the objective is smooth and there are
+    at most FULL_LIMIT, else the sampled coordinates that sit away from kinks, through a wrapper that
+    perturbs only those (its centered differences would cross the kinks our one-sided ones avoid)."""
     from torch.autograd.gradcheck import GradcheckError
 
     objective = p.manual if p.manual is not None else p.objective
     chosen = [(n, k, t) for n, k, t in named if k == "parameter" or p.describe.get("module")]
     total = sum(t.numel() for _, _, t in chosen)
-    full = total <= FULL_LIMIT
+    full = smooth and total <= FULL_LIMIT
     param_key = {display_name(k, p.prefix): k for k, _ in objective.named_parameters()}
     position = {name: i for name, i in p.checked_args.items()}
     base_args = [a.detach() for a in p.args]

@@ -27,6 +27,7 @@ from torch.autograd.function import once_differentiable
 from dlrun import losses
 from dlrun.errors import ConfigError
 from dlrun.models.activations import ACTIVATIONS
+from dlrun.models.dropout import InvertedDropout
 
 LOSSES = ("cross_entropy", "nll", "bce", "mse")  # every loss with an output gradient below
 
@@ -130,7 +131,7 @@ class Activation(Box):
 
 
 class Dropout(Box):
-    """Inverted dropout: h * mask / (1 - p) in training (mask ~ Bernoulli(1 - p)), the identity in evaluation."""
+    """Inverted dropout: h * m / (1 - p) in training, m ~ Bernoulli(1 - p) per unit; the identity in evaluation."""
 
     def __init__(self, p: float):
         super().__init__()
@@ -140,14 +141,13 @@ class Dropout(Box):
         if not self.training or self.p == 0:
             self.cache = (None,)
             return h
-        # the scaled mask: 0 or 1/(1 - p); drawn as nn.Dropout draws it, so a seed gives both runs the same mask
-        mask = torch.empty_like(h).bernoulli_(1 - self.p).div_(1 - self.p)
-        self.cache = (mask,)
-        return h * mask
+        keep = torch.empty_like(h).bernoulli_(1 - self.p)  # m: 1 keeps a unit, 0 drops it (drawn as dlrun's
+        self.cache = (keep,)  # InvertedDropout draws it, so one seed gives both backprops the same mask)
+        return h * keep / (1 - self.p)
 
     def bprop(self, grad_out):
-        (mask,) = self.cache
-        return grad_out if mask is None else grad_out * mask  # dropped units pass no gradient
+        (keep,) = self.cache
+        return grad_out if keep is None else grad_out * keep / (1 - self.p)  # dropped units pass no gradient
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -222,9 +222,7 @@ class ManualMLP(nn.Module):
 
     def param_grads(self) -> list[torch.Tensor]:
         """dL/d(parameter) left by the last bprop, in the order of `self.parameters()`."""
-        return [
-            layer.grads[name] for layer in self.layers for name, _ in layer.named_parameters(recurse=False)
-        ]
+        return [layer.grads[name] for layer in self.layers for name, _ in layer.named_parameters(recurse=False)]
 
     def forward(self, x):
         return _Network.apply(self, x, *self.parameters())  # (B, *input_shape) -> (B, out_features)
@@ -288,9 +286,7 @@ def check(cfg, loss_name: str) -> None:
     """Refuse, in one line naming `backprop`, what the hand-written backprop does not cover."""
     supported = "model=mlp (or model=linear) without norm layers and loss=" + ", ".join(LOSSES)
     if cfg.model.name != "mlp":
-        raise ConfigError(
-            f"backprop=manual supports {supported}; not model={cfg.model.name} (use backprop=autograd)"
-        )
+        raise ConfigError(f"backprop=manual supports {supported}; not model={cfg.model.name} (use backprop=autograd)")
     if cfg.model.norm != "none":
         raise ConfigError(
             f"backprop=manual supports {supported}; not model.norm={cfg.model.norm} (use model.norm=none)"
@@ -327,7 +323,7 @@ def from_mlp(mlp: nn.Module) -> ManualMLP:
             boxes[name] = Flatten()
         elif isinstance(layer, nn.Linear):
             boxes[name] = Linear(layer.weight, layer.bias)
-        elif isinstance(layer, nn.Dropout):
+        elif isinstance(layer, InvertedDropout | nn.Dropout):
             boxes[name] = Dropout(layer.p)
         elif (act := _activation_name(layer)) is not None:
             boxes[name] = Activation(act)

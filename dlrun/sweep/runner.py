@@ -127,9 +127,9 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
     for attempt in range(10):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
-        except sqlalchemy.exc.OperationalError as e:
-            # two processes creating a fresh SQLite file's tables at once: the loser retries
-            if attempt == 9 or not url.startswith("sqlite"):
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
+            # workers creating a fresh database's tables at once: the losers find them made and retry
+            if attempt == 9:
                 raise ConfigError(f"--storage {url}: {str(e.orig).splitlines()[0]}") from None
             time.sleep(0.2 * (attempt + 1))
         except ModuleNotFoundError as e:

@@ -1,7 +1,8 @@
 """Training: `train(cfg) -> summary`. The loop in `fit` is the whole story, top to bottom.
 
 Hook points are plain functions called from the loop: `log_train` (every trainer.log_every
-steps, the only host sync), `eval_and_checkpoint` (every evaluation). Callbacks (progress bar,
+steps, the only host sync), `eval_and_checkpoint` (every evaluation), `diagnostics.watch` (around
+every trainer.diag_every-th step: per-layer gradients, updates, activations). Callbacks (progress bar,
 plain lines) only watch: on_start, on_log, on_eval, on_end; an on_eval that returns a reason
 ("pruned", from a sweep's pruner) ends the run after that evaluation.
 """

@@ -137,21 +137,22 @@ def one_pixel(
     return out, success
 
 
-def attack(name: str, model, x, y, eps: float, value_range, seed: int = 0, **kwargs) -> torch.Tensor:
+def attack(name: str, model, x, y, eps: float, value_range, seed: int = 0, **pgd_options) -> torch.Tensor:
+    """FGSM or PGD by name; `pgd_options` (steps, step_size, restarts) go to PGD."""
     if name == "fgsm":
         return fgsm(model, x, y, eps, value_range)
     if name == "pgd":
-        return pgd(model, x, y, eps, value_range, seed=seed, **kwargs)
+        return pgd(model, x, y, eps, value_range, seed=seed, **pgd_options)
     raise ValueError(f"unknown attack {name}")
 
 
 def accuracy_curve(
-    name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values, value_range, seed: int = 0
+    name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps_values, value_range, seed: int = 0, **pgd_options
 ) -> np.ndarray:
     """Accuracy on (x, y) after the attack, for each eps."""
     accs = []
     for eps in eps_values:
-        adv = attack(name, model, x, y, float(eps), value_range, seed=seed) if eps > 0 else x
+        adv = attack(name, model, x, y, float(eps), value_range, seed=seed, **pgd_options) if eps > 0 else x
         accs.append((predict(model, adv)[0] == y).float().mean().item())
     return np.array(accs)
 
@@ -200,6 +201,7 @@ def run_attack(
     n_examples: int = 4,
     n_onepixel: int = 20,
     seed: int = 0,
+    **pgd_options,
 ) -> AdversarialResult:
     """The accuracy curve over eps in [0, eps] (FGSM and PGD; PGD is drawn with FGSM for reference), and
     examples at eps; for the one-pixel attack, the success over the first `n_onepixel` correctly
@@ -219,11 +221,11 @@ def run_attack(
             value_range=value_range, **shown,
         )  # fmt: skip
     eps_values = np.linspace(0.0, eps, points)
-    curves = {name: accuracy_curve(name, model, x, y, eps_values, value_range, seed)}
+    curves = {name: accuracy_curve(name, model, x, y, eps_values, value_range, seed, **pgd_options)}
     if name == "pgd":
         curves["fgsm"] = accuracy_curve("fgsm", model, x, y, eps_values, value_range, seed)
     chosen = correct[:n_examples]
-    x_adv = attack(name, model, x[chosen], y[chosen], eps, value_range, seed=seed)
+    x_adv = attack(name, model, x[chosen], y[chosen], eps, value_range, seed=seed, **pgd_options)
     shown = examples(model, x[chosen], y[chosen], x_adv)
     return AdversarialResult(
         name, eps_values, curves, eps, clean_acc, float(curves[name][-1]), len(x), value_range=value_range, **shown

@@ -99,7 +99,9 @@ def class_scores(z: torch.Tensor) -> torch.Tensor:
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class (N,), class probabilities (N, K)) in the model's current mode, without gradients."""
     with torch.no_grad():
-        probs = torch.cat([F.softmax(class_scores(model(x[i : i + batch_size])), -1) for i in range(0, len(x), batch_size)])
+        probs = torch.cat(
+            [F.softmax(class_scores(model(x[i : i + batch_size])), -1) for i in range(0, len(x), batch_size)]
+        )
     return probs.argmax(-1), probs
 
 

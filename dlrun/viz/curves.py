@@ -1,0 +1,84 @@
+"""Training and validation curves of several runs in one figure, read from their metrics.jsonl files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from dlrun.errors import ConfigError
+
+Series = dict[str, tuple[np.ndarray, np.ndarray]]  # metric -> (steps, values)
+
+
+def read_metrics(run_dir: Path) -> Series:
+    """Every numeric metric of a run's metrics.jsonl as (steps, values); non-finite values ('nan') are dropped."""
+    file = Path(run_dir) / "metrics.jsonl"
+    if not file.is_file():
+        raise ConfigError(f"{run_dir}: no metrics.jsonl there; give run directories (see `dlrun runs`)")
+    points: dict[str, list[tuple[int, float]]] = {}
+    for line in file.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+        step = record.get("step", 0)
+        for key, value in record.items():
+            if key in ("step", "time") or not isinstance(value, int | float) or not math.isfinite(value):
+                continue
+            points.setdefault(key, []).append((step, float(value)))
+    return {k: (np.array([s for s, _ in v]), np.array([x for _, x in v])) for k, v in points.items()}
+
+
+def expand_runs(paths: list[Path]) -> list[Path]:
+    """Run directories as given; a folder that is not a run stands for every run below it (in start order)."""
+    from dlrun.train.rundir import find_runs
+
+    runs: list[Path] = []
+    for path in paths:
+        if (path / "metrics.jsonl").is_file():
+            runs.append(path)
+            continue
+        found = [run for run, _ in find_runs(path)] if path.is_dir() else []
+        if not found:
+            raise ConfigError(f"{path}: not a run directory (no metrics.jsonl) and no runs below it")
+        runs.extend(found)
+    return runs
+
+
+def run_labels(runs: list[Path]) -> list[str]:
+    """Short, distinct labels: <name>/<time> (the run directory's last two parts)."""
+    return ["/".join(Path(r).resolve().parts[-2:]) for r in runs]
+
+
+def plot_curves(runs: list[tuple[str, Series]]):
+    """Left: train/loss (solid) and val/loss (dashed) against the step, log scale; right: val/acc or val/mse."""
+    from dlrun.viz.picture import figure
+
+    fig = figure(12.0, 4.6)
+    loss_ax, metric_ax = fig.subplots(1, 2)
+    metric = "val/acc" if any("val/acc" in s for _, s in runs) else "val/mse"
+    for i, (label, series) in enumerate(runs):
+        color = f"C{i % 10}"
+        for key, style in (("train/loss", "-"), ("val/loss", "--")):
+            if key in series:
+                steps, values = series[key]
+                loss_ax.plot(steps, values, style, color=color, lw=1.3, label=f"{label} {key.split('/')[0]}")
+        if metric in series:
+            steps, values = series[metric]
+            metric_ax.plot(steps, values, "-o", color=color, ms=3, lw=1.3, label=label)
+    loss_ax.set_yscale("log")
+    loss_ax.set_xlabel("step")
+    loss_ax.set_ylabel("loss (log scale)")
+    loss_ax.set_title("training (solid) and validation (dashed) loss")
+    loss_ax.grid(alpha=0.3, which="both")
+    loss_ax.legend(fontsize=7)
+    metric_ax.set_xlabel("step")
+    metric_ax.set_ylabel(metric)
+    metric_ax.set_title(metric)
+    metric_ax.grid(alpha=0.3)
+    metric_ax.legend(fontsize=7)
+    fig.suptitle(f"Learning curves of {len(runs)} run{'s' if len(runs) != 1 else ''}", fontsize=11)
+    return fig

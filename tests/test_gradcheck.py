@@ -1,0 +1,286 @@
+"""dlrun gradcheck: autograd against finite differences for every registered model, for a user's module or
+autograd.Function (a wrong backward is caught and named), around kinks, and on the command line.
+
+Thresholds (CS231n, see ../README "Gradient checking"): relative error |a - n| / max(|a|, |n|, floor)
+good <= 1e-7 < acceptable < 1e-4 <= suspicious <= 1e-2 < wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
+
+from dlrun.cli import app
+from dlrun.config import compose
+from dlrun.config.schema import SCHEMAS
+from dlrun.gradcheck import check_config, check_module, numeric, verdict
+from dlrun.gradcheck.check import module_problem
+from tests.conftest import dlrun
+
+runner = CliRunner()
+MODULES = "tests/gradcheck_modules/functions.py"
+FAST = ["--batch", "4", "--coords", "3"]
+
+
+def gradcheck(*args: str):
+    """`dlrun gradcheck ARGS --json` in this process: (exit code, report or None, stderr)."""
+    result = runner.invoke(app, ["gradcheck", *args, "--json"])
+    report = json.loads(result.stdout) if result.stdout.strip() else None
+    return result.exit_code, report, result.stderr
+
+
+# ----------------------------------------------------------------------------- every registered model
+# each preset of conf/model/ on a dataset it fits; resnet presets differ only in depth, checked at depth 8
+MODEL_CASES = {
+    "mlp": ["model=mlp", "model.hidden=[16,16]"],
+    "mlp-sine-tanh-half_sum": ["model=mlp", "data=sine", "model.activation=tanh", "loss.form=half_sum"],
+    "mlp-batchnorm": ["model=mlp", "model.hidden=[16]", "model.norm=batch"],
+    "mlp-layernorm-gelu": ["model=mlp", "model.hidden=[16]", "model.norm=layer", "model.activation=gelu"],
+    "mlp-dropout-l2": ["model.hidden=[16]", "model.dropout=0.5", "regularizer=l2", "regularizer.strength=1"],
+    "linear-xor": ["model=linear", "data=xor"],
+    "cnn": ["model=cnn"],
+    "cnn-1d-batchnorm-avgpool": ["model=cnn", "data=mnist1d", "model.norm=batch", "model.pool=avg"],
+    "lenet5": ["model=lenet5"],
+    "mnist1d_cnn": ["model=mnist1d_cnn", "data=mnist1d"],
+    "mnist1d_gru": ["model=mnist1d_gru", "data=mnist1d"],
+    "rnn-gru": ["model=rnn", "model.hidden_size=16"],
+    "rnn-lstm-adding": ["model=rnn", "model.cell=lstm", "data=adding", "model.hidden_size=8"],
+    "rnn-tanh-stacked-bidirectional": ["model=rnn", "model.cell=rnn", "data=parity", "model.layers=2",
+                                       "model.bidirectional=true", "model.hidden_size=8"],
+    "resnet": ["model=resnet", "model.depth=8"],
+    "plain": ["model=plain20", "model.depth=8"],
+    "resnet-1d": ["model=resnet", "model.depth=8", "data=mnist1d", "model.widths=[4,8,8]"],
+}  # fmt: skip
+
+
+def test_the_cases_cover_every_model_and_preset():
+    import yaml
+
+    from dlrun.config.compose import conf_dir
+
+    named = {o.split("=")[1] for case in MODEL_CASES.values() for o in case if o.startswith("model=")}
+    assert set(SCHEMAS["model"]) <= named
+    for path in (conf_dir() / "model").glob("*.yaml"):  # the others are resnet/plain at other depths
+        if path.stem not in named:
+            assert "resnet" in yaml.safe_load(path.read_text())["defaults"], path.name
+
+
+@pytest.mark.parametrize("case", list(MODEL_CASES), ids=list(MODEL_CASES))
+def test_every_model_passes(case):
+    code, report, stderr = gradcheck(*MODEL_CASES[case], *FAST)
+    assert code == 0, stderr
+    assert report["verdict"] in ("good", "acceptable"), report
+    assert report["wrong"] == []
+    names = [r["name"] for r in report["tensors"]]
+    assert names[-1] == "input x" and len(names) >= 3  # every parameter tensor, then the input
+    assert all(r["checked"] == min(3, r["numel"]) for r in report["tensors"])
+    assert report["torch_gradcheck"]["passed"], report["torch_gradcheck"]
+    assert report["dtype"] == "float64" and report["batch"] == 4
+
+
+def test_every_parameter_tensor_is_checked():
+    report = check_config(compose(["model=cnn", "model.norm=batch"]), batch=2, coords=2)
+    names = [r["name"] for r in report["tensors"]]
+    assert names == [
+        "conv1.weight", "conv1.bias", "bn1.weight", "bn1.bias", "conv2.weight", "conv2.bias", "bn2.weight",
+        "bn2.bias", "fc1.weight", "fc1.bias", "out.weight", "out.bias", "input x",
+    ]  # fmt: skip
+    assert report["kinks"] == ["MaxPool2d", "ReLU"]
+
+
+def test_small_tensors_are_checked_whole_and_large_ones_sampled():
+    report = check_config(compose(["model.hidden=[16]"]), batch=2, coords=12)
+    rows = {r["name"]: r for r in report["tensors"]}
+    assert rows["out.bias"]["checked"] == rows["out.bias"]["numel"] == 10
+    assert rows["fc1.weight"]["checked"] == 12 and rows["fc1.weight"]["numel"] == 16 * 64
+    assert numeric.sample(1000, 12, 0, 3).tolist() == numeric.sample(1000, 12, 0, 3).tolist()  # seeded
+    assert len(set(numeric.sample(1000, 12, 0, 3).tolist())) == 12
+
+
+# ----------------------------------------------------------------------------- the verdicts
+@pytest.mark.parametrize(
+    ("rel", "expected"),
+    [(0.0, "good"), (1e-7, "good"), (3e-6, "acceptable"), (1e-4, "suspicious"), (1e-2, "suspicious"),
+     (0.02, "wrong"), (math.nan, "wrong"), (math.inf, "wrong")],
+)  # fmt: skip
+def test_verdict_thresholds(rel, expected):
+    assert verdict(rel) == expected
+
+
+def test_relative_error_uses_the_floor_for_tiny_gradients():
+    a = torch.tensor([1.0, 1e-9, 0.0], dtype=torch.float64)
+    n = torch.tensor([1.0 + 1e-8, 2e-9, 0.0], dtype=torch.float64)
+    floors = torch.full((3,), numeric.floor(2.0, 1e-6), dtype=torch.float64)
+    rel = numeric.relative_error(a, n, floors)
+    assert rel[0].item() == pytest.approx(1e-8, rel=1e-6)  # |a - n| / max(|a|, |n|)
+    assert rel[1].item() == pytest.approx(1e-9 / floors[1].item())  # not 0.5: below the floor
+    assert rel[2].item() == 0.0
+    # the floor: 1e-7 relative is reachable only above (4 ulps of |f|) / h / 1e-7
+    assert numeric.floor(2.0, 1e-6) == pytest.approx(4 * 2.220446049250313e-16 * 2.0 / 1e-6 / 1e-7)
+
+
+def test_finite_differences_match_a_known_derivative():
+    w = torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64)
+
+    def evaluate():
+        return (torch.sin(w) * w.pow(2)).sum().item(), []
+
+    d = numeric.finite_differences(evaluate, w, torch.arange(3), 1e-6, evaluate())
+    exact = torch.cos(w) * w.pow(2) + 2 * w * torch.sin(w)
+    torch.testing.assert_close(d.values, exact, rtol=0, atol=1e-9)
+    assert torch.equal(w, torch.tensor([0.3, -1.2, 2.0], dtype=torch.float64))  # restored
+
+
+# ----------------------------------------------------------------------------- kinks
+def test_a_crossed_relu_kink_is_measured_one_sided_not_reported_wrong():
+    report = check_module(f"{MODULES}:relu_on_the_edge")
+    rows = {r["name"]: r for r in report["tensors"]}
+    assert rows["0.bias"]["near_kinks"] == 1 and rows["0.bias"]["verdict"] in ("good", "acceptable")
+    assert report["wrong"] == [] and report["kinks"] == ["ReLU"]
+    assert report["torch_gradcheck"]["passed"] and report["torch_gradcheck"]["mode"] == "subset"
+    # the kink is real: a plain centered difference across it is off by half the slope
+    p = module_problem(f"{MODULES}:relu_on_the_edge")
+    bias = p.objective.target[0].bias
+    value = p.objective(*p.args)
+    (grad,) = torch.autograd.grad(value, [bias])
+    with torch.no_grad():
+        bias[0] += 1e-6
+        up = p.objective(*p.args).item()
+        bias[0] -= 2e-6
+        down = p.objective(*p.args).item()
+    centered = (up - down) / 2e-6
+    assert abs(centered - grad[0].item()) / abs(grad[0].item()) > 0.1  # "wrong" without the kink watch
+
+
+def test_l1_kinks_are_watched_and_the_term_is_included_or_not():
+    overrides = ["model.hidden=[8]", "regularizer=l1", "regularizer.strength=0.1"]
+    with_reg = check_config(compose(overrides), batch=4, coords=3, reg=True)
+    without = check_config(compose(overrides), batch=4, coords=3, reg=False)
+    assert with_reg["regularizer"] == "l1" and without["regularizer"] == "none"
+    assert "L1 |w|" in with_reg["kinks"] and "L1 |w|" not in without["kinks"]
+    assert with_reg["value"] > without["value"] + 0.1  # Omega = 0.1 sum |W| is in the objective
+    assert with_reg["verdict"] == without["verdict"] == "good"
+
+
+# ----------------------------------------------------------------------------- --module
+@pytest.mark.parametrize(("factory", "tensor"), [("wrong_function", "w"), ("wrong_layer", "weight")])
+def test_a_wrong_backward_exits_1_and_names_the_tensor(factory, tensor):
+    code, report, stderr = gradcheck("--module", f"{MODULES}:{factory}")
+    assert code == 1
+    assert report["wrong"] == [tensor]
+    rows = {r["name"]: r for r in report["tensors"]}
+    assert rows[tensor]["verdict"] == "wrong" and rows[tensor]["max_rel_error"] > 0.1
+    assert all(r["verdict"] == "good" for name, r in rows.items() if name != tensor)
+    assert not report["torch_gradcheck"]["passed"] and f"({tensor})" in report["torch_gradcheck"]["message"]
+    assert stderr.strip().count("\n") == 0 and tensor in stderr
+
+
+@pytest.mark.parametrize(("factory", "tensors"), [("function", ["x", "w"]), ("layer", ["weight", "x"])])
+def test_the_correct_twin_exits_0(factory, tensors):
+    code, report, stderr = gradcheck("--module", f"{MODULES}:{factory}")
+    assert code == 0, stderr
+    assert [r["name"] for r in report["tensors"]] == tensors
+    assert report["verdict"] == "good" and report["torch_gradcheck"]["passed"]
+    assert report["torch_gradcheck"]["mode"] == "full"
+
+
+def test_the_wrong_backward_on_the_real_command_line():
+    result = dlrun("gradcheck", "--module", f"{MODULES}:wrong_function", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["wrong"] == ["w"]  # stdout holds the JSON and nothing else
+    assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+    table = runner.invoke(app, ["gradcheck", "--module", f"{MODULES}:wrong_function"], env={"COLUMNS": "200"})
+    assert table.exit_code == 1 and "wrong" in table.stdout and "│ w " in table.stdout
+
+
+def test_integer_inputs_are_skipped_and_said_so():
+    report = check_module(f"{MODULES}:embedding")
+    assert [r["name"] for r in report["tensors"]] == ["weight"]
+    assert report["skipped"] == [{"name": "input", "reason": "torch.int64 input has no derivative"}]
+    assert report["verdict"] == "good"
+
+
+def test_every_output_element_matters():
+    # a projection with fixed random weights: the gradient of sum(w * out) reaches every output element
+    report = check_module(f"{MODULES}:function", seed=3)
+    assert report["value"] != check_module(f"{MODULES}:function", seed=4)["value"]
+    assert report["value"] == check_module(f"{MODULES}:function", seed=3)["value"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("tests/gradcheck_modules/nowhere.py:make", ["no file"]),
+        (f"{MODULES}", ["FILE.py:FACTORY"]),
+        (f"{MODULES}:missing", ["no function 'missing'", "wrong_function"]),
+        (f"{MODULES}:not_a_pair", ["(module_or_function, example_input)"]),
+        (f"{MODULES}:not_a_module", ["nn.Module", "str"]),
+        (f"{MODULES}:not_a_tensor", ["tensor"]),
+    ],
+)
+def test_bad_modules_are_one_line_config_errors(spec, words):
+    result = runner.invoke(app, ["gradcheck", "--module", spec])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --module"), result.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_a_module_file_that_fails_to_import(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("import torch\nraise RuntimeError('no GPU here')\n")
+    result = runner.invoke(app, ["gradcheck", "--module", f"{bad}:make"])
+    assert result.exit_code == 2 and "RuntimeError: no GPU here" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- the report
+def test_table_output_names_the_checks():
+    result = runner.invoke(app, ["gradcheck", "model=linear", "data=xor"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    for word in ("out.weight", "out.bias", "input x", "max rel error", "good", "torch.autograd.gradcheck",
+                 "every coordinate of the parameters (3)", "passed", "verdict: good"):  # fmt: skip
+        assert word in out, word
+
+
+def test_json_report_holds_the_numbers():
+    code, report, _ = gradcheck("model.hidden=[8]", *FAST)
+    assert code == 0
+    assert {"model", "data", "loss", "value", "h", "floor", "tensors", "verdict", "torch_gradcheck"} <= set(report)
+    row = report["tensors"][0]
+    assert {"name", "shape", "checked", "max_abs_error", "max_rel_error", "verdict"} <= set(row)
+    assert report["torch_gradcheck"]["mode"] == "subset" and report["torch_gradcheck"]["coordinates"] > 0
+    assert report["h"] == 1e-6
+
+
+@pytest.mark.parametrize(
+    ("args", "word"),
+    [(["--h", "0"], "--h"), (["--batch", "0"], "--batch"), (["--at", "1,2"], "--at"), (["model=nope"], "model")],
+)
+def test_bad_options_exit_2(args, word):
+    result = runner.invoke(app, ["gradcheck", *args])
+    assert result.exit_code == 2 and word in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_wrong_gradient_in_the_configured_model_is_caught(monkeypatch):
+    """A model whose backward is wrong (a ReLU that passes gradient through where it is off) is reported."""
+
+    class LeakyBackward(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            return z.clamp_min(0)
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad  # wrong where z < 0
+
+    monkeypatch.setattr(nn.ReLU, "forward", lambda self, z: LeakyBackward.apply(z))
+    report = check_config(compose(["model.hidden=[16]"]), batch=4, coords=20)
+    assert "fc1.weight" in report["wrong"] and "input x" in report["wrong"]
+    assert "out.weight" not in report["wrong"]  # the layer above the activation is right
