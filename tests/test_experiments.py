@@ -146,3 +146,16 @@ def test_run_and_report(tmp_path):
     assert "![convolution](convolution/convolution.png)" in text
     again = dlrun("experiment", "report", "convolution", "--out", str(out))
     assert "reusing" in again.stdout
+
+
+CLAIMS = [r["name"] for r in experiments.listing() if r["claim"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CLAIMS)
+def test_claim_direction_on_a_reduced_budget(name, runs):
+    """Each claim on its `quick` budget at one seed: every expectation is checked on measured values."""
+    c = experiments.load(name)
+    r = experiments.run(c, seeds=c.seeds[:1], runs_dir=runs, quick=True)
+    failed = [(v.expectation, v.measured) for v in experiments.verdicts(c, r) if not v.holds]
+    assert not failed, failed

@@ -284,3 +284,18 @@ def test_a_wrong_gradient_in_the_configured_model_is_caught(monkeypatch):
     report = check_config(compose(["model.hidden=[16]"]), batch=4, coords=20)
     assert "fc1.weight" in report["wrong"] and "input x" in report["wrong"]
     assert "out.weight" not in report["wrong"]  # the layer above the activation is right
+
+
+def test_a_backward_that_fails_exits_1_with_one_line():
+    result = runner.invoke(app, ["gradcheck", "--module", f"{MODULES}:wrong_shape"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == (
+        "error: gradcheck: the backward pass failed: RuntimeError: Function WrongShapeBackward returned an "
+        "invalid gradient at index 0 - got [2] but expected shape compatible with [3, 2]"
+    )
+
+
+def test_help_has_examples():
+    result = runner.invoke(app, ["gradcheck", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "Examples" in result.stdout and "dlrun gradcheck --expr" in result.stdout

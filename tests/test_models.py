@@ -132,3 +132,22 @@ def test_dropout_is_inverted():
     # survivors scaled by 1 / (1 - p), the rest zero; about a fraction p dropped
     torch.testing.assert_close(out[kept], h[kept] / (1 - p))
     assert abs((~kept).double().mean().item() - p) < 0.03
+
+
+def test_residual_mlp_adds_skip_connections():
+    """residual=true: h_i = h_{i-1} + act(W_i h_{i-1} + b_i) where widths match; same parameters as plain."""
+    from dlrun.models.mlp import MLP
+
+    torch.manual_seed(0)
+    plain = MLP(5, [4, 4, 3, 3], 2, activation="tanh")
+    res = MLP(5, [4, 4, 3, 3], 2, activation="tanh", residual=True)
+    res.load_state_dict(plain.state_dict())
+    assert res.skip_from == {"fc2", "fc4"}  # fc3 changes the width: no skip around it
+    x = torch.randn(7, 5)
+    L = plain.layers
+    h1 = torch.tanh(L.fc1(x))
+    h2 = h1 + torch.tanh(L.fc2(h1))
+    h3 = torch.tanh(L.fc3(h2))
+    h4 = h3 + torch.tanh(L.fc4(h3))
+    assert torch.allclose(res(x), L.out(h4), atol=1e-6)
+    assert not torch.allclose(plain(x), res(x), atol=1e-3)

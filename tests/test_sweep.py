@@ -100,7 +100,13 @@ def test_grid_with_seeds_runs_every_config_for_every_seed(grid):
     for path in runs:  # each seed directory trained with its own trainer.seed
         assert f"seed: {path.name.removeprefix('seed')}\n" in (path / "config.yaml").read_text()
     spec = SweepSpec.load(sweep_dir)
-    assert (spec.sampler, spec.trials, spec.metric, spec.direction, spec.seeds) == ("grid", 4, "val/acc", "maximize", [0, 1])
+    assert (spec.sampler, spec.trials, spec.metric, spec.direction, spec.seeds) == (
+        "grid",
+        4,
+        "val/acc",
+        "maximize",
+        [0, 1],
+    )
     configs = {tuple(t.params.items()) for t in load_study(sweep_dir).trials}
     assert configs == {(("optim", o), ("optim.lr", lr)) for o in ("sgd", "adam") for lr in (0.01, 0.1)}
     assert "[4/4]" in result.stdout and "best: val/acc" in result.stdout
@@ -110,7 +116,7 @@ def test_results_shows_four_configurations_with_mean_and_std(grid):
     sweep_dir, _ = grid
     out = dlrun("results", str(sweep_dir))
     assert out.returncode == 0, out.stderr
-    assert sum("±" in line for line in out.stdout.splitlines()) == 5  # the title and four rows
+    assert sum(line.startswith("│") and "±" in line for line in out.stdout.splitlines()) == 4  # four rows
     found = json.loads(dlrun("results", str(sweep_dir), "--format", "json").stdout)
     assert len(found["rows"]) == 4 and found["varying"] == ["optim", "optim.lr"]
     runs = summaries(sweep_dir / "trials")

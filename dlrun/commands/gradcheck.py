@@ -160,7 +160,8 @@ def _print_check(r: dict) -> None:
         scope = (
             f"every coordinate of {what} ({t['of']:,})"
             if t["mode"] == "full"
-            else f"{t['coordinates']:,} of the {t['of']:,} coordinates of {what} (sampled, away from kinks)"
+            else f"{t['coordinates']:,} of the {t['of']:,} coordinates of {what} "
+            f"(sampled{', away from kinks' if r['kinks'] else ''})"
         )
         status = "[green]passed[/]" if t["passed"] else f"[bold red]failed[/]: {t['message']}"
         lines.append(

@@ -97,19 +97,26 @@ def actmax(
     blur: float = typer.Option(0.0, "--blur", min=0.0, help="Gaussian blur of this sigma (pixels) every 4 steps."),
     tv: float = typer.Option(0.0, "--tv", min=0.0, help="Total-variation penalty weight."),
     limit: int = typer.Option(16, "--limit", min=1, help="At most this many units or channels for a LAYER target."),
+    score: str = typer.Option(
+        "logit", "--score", help="Class targets: logit (the score S_c) or logprob (log softmax, pushes others down)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the random starts and jitter."),
     weights: str = _weights_opt(),
     out: Path | None = _out_opt(),
 ):
     """Activation maximization: the input that maximizes a class score, a unit or a channel."""
+    from dlrun.errors import ConfigError
     from dlrun.viz import actmax as lib
     from dlrun.viz.load import load_run
 
+    if score not in ("logit", "logprob"):
+        raise ConfigError(f"--score {score}: choose from: logit, logprob")
     run = load_run(run_dir, weights)
     parsed = lib.parse_target(target, run.task.class_names)
     result = lib.maximize(
         run.model, run.task.input_shape, run.task.value_range, parsed, run.task.n_classes,
-        starts=starts, steps=steps, lr=lr, l2=l2, jitter=jitter, blur=blur, tv=tv, limit=limit, seed=seed,
+        starts=starts, steps=steps, lr=lr, l2=l2, jitter=jitter, blur=blur, tv=tv, limit=limit,
+        log_prob=score == "logprob", seed=seed,
     )  # fmt: skip
     if parsed.layer == "class":
         p = [result.probs[t, :, c] for t, c in enumerate(result.indices)]

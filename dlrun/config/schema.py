@@ -58,6 +58,7 @@ class MLPConfig:
     activation: str = "relu"
     dropout: float = 0.0  # drop probability p of each hidden unit (inverted dropout)
     norm: str = "none"  # none | batch | layer, after each hidden linear layer
+    residual: bool = False  # skip connections around hidden layers as wide as the layer before
 
     def __post_init__(self):
         for i, width in enumerate(self.hidden):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dlrun import losses, models, regularizers
-from dlrun.errors import ConfigError
+from dlrun.errors import ConfigError, RunFailed
 from dlrun.gradcheck import numeric
 from dlrun.gradcheck.kinks import KinkWatch
 
@@ -108,6 +108,12 @@ def build_model(cfg):
     return model, loss_name, loss_fn, data
 
 
+def _has_term(reg_cfg, model: nn.Module) -> bool:
+    """Whether the regularizer adds Omega to the loss (weight_decay and dropout do not)."""
+    reg = regularizers.build(reg_cfg, model)
+    return reg is not None and reg() is not None
+
+
 def config_problem(cfg, batch: int = 8, reg: bool = True, seed: int = 0) -> Problem:
     """The configured model and loss in float64 on `batch` training examples; dropout off, batch norm in eval."""
     model, loss_name, loss_fn, data = build_model(cfg)
@@ -118,7 +124,7 @@ def config_problem(cfg, batch: int = 8, reg: bool = True, seed: int = 0) -> Prob
     x, y = train.x[idx], train.y[idx]
     x = x.double() if x.is_floating_point() else x
     y = y.double() if y.is_floating_point() else y
-    reg_cfg = cfg.regularizer if reg and cfg.regularizer.name != "none" else None
+    reg_cfg = cfg.regularizer if reg and _has_term(cfg.regularizer, model) else None
     objective = LossObjective(model, loss_fn, reg_cfg)
     manual = None
     if cfg.backprop == "manual":
@@ -266,7 +272,10 @@ def display_name(name: str, prefix: str) -> str:
 def _gradients(objective: nn.Module, args: list, tensors: list[torch.Tensor]) -> tuple[float, list[torch.Tensor]]:
     with torch.enable_grad():
         value = objective(*args)
-        grads = torch.autograd.grad(value, tensors, allow_unused=True)
+        try:
+            grads = torch.autograd.grad(value, tensors, allow_unused=True)
+        except RuntimeError as e:  # e.g. a custom backward returning a gradient of the wrong shape
+            raise RunFailed(f"gradcheck: the backward pass failed: {one_line(e)}") from None
     return value.item(), [g if g is not None else torch.zeros_like(t) for g, t in zip(grads, tensors, strict=True)]
 
 
@@ -409,4 +418,6 @@ def torch_gradcheck(p: Problem, named, clean: dict[str, torch.Tensor], smooth: b
         if hit and int(hit.group(1)) < len(spec):
             message += f" ({spec[int(hit.group(1))][0]})"
         result.update(passed=False, message=message)
+    except RuntimeError as e:  # torch's other checks (reentrant backward, undefined gradients, ...)
+        result.update(passed=False, message=one_line(e))
     return result

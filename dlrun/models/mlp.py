@@ -15,6 +15,8 @@ from dlrun.models.dropout import InvertedDropout
 class MLP(nn.Module):
     """x -> [fc_i -> norm_i -> act_i -> drop_i] * len(hidden) -> out.
 
+    With `residual`, a hidden layer as wide as the one before adds its input to its output:
+    h_i = h_{i-1} + drop(act(norm(W_i h_{i-1} + b_i))) (a skip connection around each such block).
     Layer names (fc1, act1, ..., out) are what `weights/<layer>/norm` and hooks refer to.
     """
 
@@ -26,8 +28,11 @@ class MLP(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         norm: str = "none",
+        residual: bool = False,
     ):
         super().__init__()
+        self.skip_from: set[str] = set()  # a block starts at fc_i (its input is saved) ...
+        self.skip_to: set[str] = set()  # ... and the saved input is added after its last layer
         layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
         width = in_features
         for i, h in enumerate(hidden, start=1):
@@ -39,14 +44,26 @@ class MLP(nn.Module):
             layers[f"act{i}"] = ACTIVATIONS.get(activation)()
             if dropout > 0:
                 layers[f"drop{i}"] = InvertedDropout(dropout)  # survivors scaled by 1/(1-p)
+            if residual and h == width and i > 1:
+                self.skip_from.add(f"fc{i}")
+                self.skip_to.add(next(reversed(layers)))
             width = h
         layers["out"] = nn.Linear(width, out_features)  # logits (or values); the loss applies sigmoid/softmax
         self.layers = nn.Sequential(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)  # (B, *input_shape) -> (B, out_features)
+        if not self.skip_from:
+            return self.layers(x)  # (B, *input_shape) -> (B, out_features)
+        h = saved = x
+        for name, layer in self.layers.named_children():
+            if name in self.skip_from:
+                saved = h
+            h = layer(h)
+            if name in self.skip_to:
+                h = h + saved
+        return h
 
 
 def build_mlp(cfg, input_shape: tuple[int, ...], out_features: int) -> MLP:
     """Multilayer perceptron; hidden=[] gives linear, logistic or softmax regression."""
-    return MLP(prod(input_shape), list(cfg.hidden), out_features, cfg.activation, cfg.dropout, cfg.norm)
+    return MLP(prod(input_shape), list(cfg.hidden), out_features, cfg.activation, cfg.dropout, cfg.norm, cfg.residual)

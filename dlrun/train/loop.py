@@ -487,8 +487,10 @@ def train(
     if status == "completed":
         if s.cfg.trainer.test_with == "best" and state.best_step >= 0:
             s.model.load_state_dict(ckpt.load(run_dir / "checkpoints" / "best.pt", s.device)["model"])
-        test = s.data.test
+        test, train_split = s.data.test, s.data.train
         metrics.update(evaluate(s.model, test.x, test.y, s.loss_fn, s.task, "test"))
+        # the train split in eval mode (no dropout), for the generalization gap train_eval/acc - test/acc
+        metrics.update(evaluate(s.model, train_split.x, train_split.y, s.loss_fn, s.task, "train_eval"))
         logger.scalars(state.step, metrics)
     metrics.update(state.last_eval)
     metrics["train/loss"] = state.last_train_loss

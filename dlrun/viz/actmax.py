@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlrun.errors import ConfigError
-from dlrun.viz.layers import capture, find_layer
+from dlrun.viz.layers import find_layer, forward_to
 from dlrun.viz.load import class_scores, predict
 from dlrun.viz.picture import class_name, draw_input, figure, input_kind
 
@@ -69,10 +69,10 @@ def target_indices(model: nn.Module, target: Target, input_shape, n_classes: int
         size, what = n_classes, "classes"
     else:
         module = find_layer(model, target.layer)
-        with capture(module) as seen, torch.no_grad():
-            model(torch.zeros(2, *input_shape, device=next(model.parameters()).device))
-        size = seen["out"].shape[1]  # units (B, F) or channels (B, C, ...)
-        what = "units" if seen["out"].dim() == 2 else "channels"
+        with torch.no_grad():
+            out = forward_to(model, module, torch.zeros(2, *input_shape, device=next(model.parameters()).device))
+        size = out.shape[1]  # units (B, F) or channels (B, C, ...)
+        what = "units" if out.dim() == 2 else "channels"
     if target.index is None:
         return list(range(min(size, limit)))
     if not 0 <= target.index < size:
@@ -124,9 +124,14 @@ def maximize(
     blur: float = 0.0,
     tv: float = 0.0,
     limit: int = 16,
+    log_prob: bool = False,
     seed: int = 0,
 ) -> ActMaxResult:
-    """Gradient ascent on the input from `starts` random inputs per target; the model stays in eval mode."""
+    """Gradient ascent on the input from `starts` random inputs per target; the model stays in eval mode.
+
+    log_prob: for class targets, maximize log softmax(S)_c instead of the score S_c; this also pushes
+    the other classes down, so the result is classified as c more surely but looks less like a c.
+    """
     device = next(model.parameters()).device
     indices = target_indices(model, target, input_shape, n_classes, limit)
     lo, hi = value_range
@@ -141,10 +146,9 @@ def maximize(
 
     def score(inputs: torch.Tensor) -> torch.Tensor:  # (B,)
         if layer is None:
-            return select(class_scores(model(inputs)), idx)
-        with capture(layer) as seen:
-            model(inputs)
-        return select(seen["out"], idx)
+            scores = class_scores(model(inputs))
+            return select(F.log_softmax(scores, -1) if log_prob else scores, idx)
+        return select(forward_to(model, layer, inputs), idx)
 
     for step in range(steps):
         inputs = x
@@ -182,9 +186,9 @@ def plot_actmax(result: ActMaxResult, task, title: str = ""):
     kind = input_kind(result.x.shape[2:])
     per_start = kind == "image"
     rows = starts if per_start else 1
-    cols = min(n_targets, 8) if not per_start else n_targets
+    cols = min(n_targets, 5) if not per_start else n_targets
     grid_rows = rows * math.ceil(n_targets / cols)
-    cell = 1.3 if per_start else 2.6
+    cell = 1.3 if per_start else 2.2
     fig = figure(max(4.0, cols * cell), 0.9 + grid_rows * (cell + 0.25))
     axes = fig.subplots(grid_rows, cols, squeeze=False)
     for t, index in enumerate(result.indices):

@@ -242,7 +242,8 @@ def plot_adversarial(result: AdversarialResult, task):
     left, right = fig.subfigures(1, 2, width_ratios=[1.0, 1.25])
     ax = left.subplots()
     if result.attack == "onepixel":
-        ax.bar(["clean", "one pixel"], [1.0, result.attacked_acc], color=["C0", "C3"])
+        bars = ax.bar(["clean", "one pixel"], [1.0, result.attacked_acc], color=["C0", "C3"])
+        ax.bar_label(bars, fmt="%.2f")
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("accuracy")
         ax.set_title(

@@ -24,7 +24,7 @@ def plot_confusion(matrix: np.ndarray, task, title: str = ""):
     names = [class_name(task, c) for c in range(k)]
     rows = matrix.sum(1, keepdims=True)
     fraction = matrix / np.maximum(rows, 1)
-    size = min(max(4.5, 0.55 * k + 2.5), 12.0)
+    size = min(max(4.5, 0.4 * k + 2.5), 12.0)
     fig = figure(size + 1.0, size)
     ax = fig.subplots()
     image = ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)

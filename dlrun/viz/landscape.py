@@ -134,20 +134,21 @@ def plot_landscape(landscapes: list[Landscape]):
     if two_d:
         lo = max(min(float(ls.loss.min()) for ls in landscapes), 1e-6)
         hi = max(float(ls.loss.max()) for ls in landscapes)
-        levels = np.geomspace(lo, max(hi, lo * 1.01), 30)
+        levels = np.geomspace(lo, max(hi, lo * 1.01), 25)
         norm = LogNorm(vmin=levels[0], vmax=levels[-1])
         filled = None
         for ax, ls in zip(axes, landscapes, strict=True):
             z = np.clip(ls.loss, levels[0], levels[-1])
             filled = ax.contourf(ls.alphas, ls.betas, z, levels=levels, norm=norm, cmap="viridis")
-            ax.contour(ls.alphas, ls.betas, z, levels=levels[::3], colors="white", linewidths=0.5, alpha=0.6)
+            ax.contour(ls.alphas, ls.betas, z, levels=levels[::2], colors="white", linewidths=0.5, alpha=0.6)
             ax.plot(0, 0, "r+", ms=12, mew=2, label="trained weights")
             ax.set_xlabel("a (direction d)")
             ax.set_ylabel("b (direction e)")
             ax.set_aspect("equal")
             ax.set_title(f"{ls.label}\nloss at center {ls.loss[len(ls.betas) // 2, len(ls.alphas) // 2]:.3g}")
             ax.legend(loc="upper right", fontsize=7)
-        fig.colorbar(filled, ax=list(axes), label="train loss (log scale)", shrink=0.9, format="%.3g")
+        bar = fig.colorbar(filled, ax=list(axes), label="train loss (log scale)", shrink=0.9)
+        bar.set_ticks(levels[::4], labels=[f"{v:.3g}" for v in levels[::4]])
     else:
         for ax, ls in zip(axes, landscapes, strict=True):
             ax.plot(ls.alphas, ls.loss, color="C0", label="train loss")

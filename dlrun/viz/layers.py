@@ -6,9 +6,6 @@ A layer's name is its module path with the `layers.` prefix of the Sequential mo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
@@ -68,16 +65,23 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
     ]
 
 
-@contextmanager
-def capture(module: nn.Module) -> Iterator[dict[str, torch.Tensor]]:
-    """`with capture(layer) as seen:` ... `seen["out"]` is the layer's output of the last forward pass."""
+class _Reached(Exception):
+    """Raised by the hook of `forward_to` to skip the layers after the one asked for."""
+
+
+def forward_to(model: nn.Module, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The output of `module` for input x, without running the layers after it (autograd graph kept)."""
     seen: dict[str, torch.Tensor] = {}
 
     def hook(mod, inputs, output):
         seen["out"] = output[0] if isinstance(output, tuple) else output
+        raise _Reached
 
     handle = module.register_forward_hook(hook)
     try:
-        yield seen
+        model(x)
+    except _Reached:
+        pass
     finally:
         handle.remove()
+    return seen["out"]

@@ -79,5 +79,6 @@ def plot_saliency(result: SaliencyResult, task):
     axes[1, 0].set_ylabel("|dS_c/dx|", fontsize=9)
     if image is not None:
         fig.colorbar(image, ax=axes[1, :], shrink=0.9, label="|dS_c/dx|")
-    fig.suptitle("Saliency: |dS_c/dx| of the predicted class score (max over channels)", fontsize=11)
+    channels = " (max over channels)" if kind == "image" and result.x.shape[1] > 1 else ""
+    fig.suptitle(f"Saliency: |dS_c/dx| of the predicted class score S_c{channels}", fontsize=11)
     return fig

@@ -101,3 +101,19 @@ def not_a_module():
 
 def not_a_tensor():
     return TanhMatmul, [1.0, 2.0]
+
+
+class WrongShape(torch.autograd.Function):
+    """A backward that returns a gradient of the wrong shape."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * 2
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.sum(0)
+
+
+def wrong_shape():
+    return WrongShape, torch.ones(3, 2)
