@@ -488,7 +488,7 @@ def report(entries: list[tuple[Claim, Result, Path]], path: Path) -> Path:
     for claim, result, _ in entries:
         verdict = "holds" if holds(claim, result) else "does not hold"
         lines.append(
-            f"| [{claim.name}](#{claim.name.replace('_', '-')}) | {claim.statement} | **{verdict}** "
+            f"| [{claim.name}](#{claim.name}) | {claim.statement} | **{verdict}** "
             f"| {', '.join(map(str, result.seeds))} | {result.wall_time_s:.0f} s |"
         )
     for claim, result, fig_path in entries:

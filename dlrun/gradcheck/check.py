@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlrun import losses, models, regularizers
+from dlrun import regularizers
 from dlrun.errors import ConfigError, RunFailed
 from dlrun.gradcheck import numeric
 from dlrun.gradcheck.kinks import KinkWatch
@@ -90,21 +90,9 @@ class Problem:
 def build_model(cfg):
     """(model, loss name, loss_fn, data) as dlrun.train.build makes them (same seed, same init), without the
     optimizer (building one imports torch's compiler, seconds of start-up a gradient check does not need)."""
-    from dlrun.data import build as build_data
-    from dlrun.init import initialize
-    from dlrun.train.loop import resolve_device
+    from dlrun.train.loop import build_model as build_for_training
 
-    t = cfg.trainer
-    device = resolve_device(t.device)
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    data = build_data(cfg.data).to(device)
-    loss_name, loss_fn = losses.build(cfg.loss, data.task)
-    models.check_fit(cfg.model, data.task, cfg.data.name)
-    torch.manual_seed(t.seed)
-    model_cfg = regularizers.model_config(cfg.model, cfg.regularizer)  # regularizer=dropout sets model dropout
-    model = models.build(model_cfg, data.task.input_shape, losses.out_features(loss_name, data.task))
-    initialize(model, cfg.init).to(device)
+    _, data, loss_name, loss_fn, model = build_for_training(cfg)
     return model, loss_name, loss_fn, data
 
 

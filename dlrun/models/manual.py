@@ -292,9 +292,11 @@ class ManualLoss:
 # ----------------------------------------------------------------------------- building
 def check(cfg, loss_name: str) -> None:
     """Refuse, in one line naming `backprop`, what the hand-written backprop does not cover."""
-    supported = "model=mlp (or model=linear) without norm layers and loss=" + ", ".join(LOSSES)
+    supported = "model=mlp (or model=linear) without norm layers or skip connections and loss=" + ", ".join(LOSSES)
     if cfg.model.name != "mlp":
         raise ConfigError(f"backprop=manual supports {supported}; not model={cfg.model.name} (use backprop=autograd)")
+    if getattr(cfg.model, "residual", False):
+        raise ConfigError(f"backprop=manual supports {supported}; not model.residual=true (use backprop=autograd)")
     if cfg.model.norm != "none":
         raise ConfigError(
             f"backprop=manual supports {supported}; not model.norm={cfg.model.norm} (use model.norm=none)"

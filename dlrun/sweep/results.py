@@ -100,6 +100,16 @@ class Results:
         return shlex.join(["dlrun", "train", *row.overrides])
 
 
+def direction_of(metric: str) -> str:
+    """acc: maximize; loss, mse: minimize."""
+    leaf = metric.rsplit("/", 1)[-1]
+    if leaf == "acc":
+        return "maximize"
+    if leaf in ("loss", "mse"):
+        return "minimize"
+    raise ConfigError(f"--metric {metric}: cannot tell its direction; give --direction maximize or minimize")
+
+
 def sort_rows(rows: list[Row], direction: str) -> list[Row]:
     """Completed rows by their mean (best first), then pruned, running and failed ones."""
     sign = -1.0 if direction == "maximize" else 1.0
@@ -143,7 +153,7 @@ def from_study(study, spec, source: str, metric: str | None = None) -> Results:
     """One row per trial of the study (a failed trial that was queued again gives way to its retry)."""
     from optuna.trial import TrialState
 
-    from dlrun.sweep.runner import direction_of, retried
+    from dlrun.sweep.runner import retried
     from dlrun.sweep.space import parse
 
     space = parse(spec.overrides)
@@ -186,8 +196,6 @@ def from_study(study, spec, source: str, metric: str | None = None) -> Results:
 # ----------------------------------------------------------------------------- a folder of runs
 def from_runs(root: Path, metric: str | None = None) -> Results:
     """Group the runs under root by configuration (every config key but the seed); one row per group."""
-    from dlrun.sweep.runner import direction_of
-
     runs = []
     for summary_path in sorted(root.rglob("summary.json")):
         run_dir = summary_path.parent

@@ -43,6 +43,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dlrun.errors import ConfigError
 from dlrun.files import atomic_write
+from dlrun.sweep.results import direction_of
 from dlrun.sweep.space import SAMPLERS, Space, parse
 
 PRUNERS = ("none", "median", "hyperband")
@@ -88,16 +89,6 @@ class SweepSpec:
         return all(other.get(k) == getattr(self, k) for k in keys)
 
 
-def direction_of(metric: str) -> str:
-    """acc: maximize; loss, mse: minimize."""
-    leaf = metric.rsplit("/", 1)[-1]
-    if leaf == "acc":
-        return "maximize"
-    if leaf in ("loss", "mse"):
-        return "minimize"
-    raise ConfigError(f"--metric {metric}: cannot tell its direction; give --direction maximize or minimize")
-
-
 # ----------------------------------------------------------------------------- Optuna pieces
 def quiet_optuna() -> None:
     """Optuna's per-trial log lines and experimental-feature warnings stay out of the sweep's output."""
@@ -132,9 +123,9 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
             if attempt == 9:
                 raise ConfigError(f"--storage {url}: {str(e.orig).splitlines()[0]}") from None
             time.sleep(0.2 * (attempt + 1))
-        except ModuleNotFoundError as e:
+        except ImportError:
             raise ConfigError(
-                f"--storage {url}: the database driver {e.name} is not installed "
+                f"--storage {url}: its database driver is not installed "
                 "(pip install psycopg2-binary for postgresql://, pymysql for mysql+pymysql://)"
             ) from None
         except (sqlalchemy.exc.ArgumentError, ValueError) as e:
@@ -648,6 +639,8 @@ def plan(
         trials = size if size is not None else 20
     elif size is not None:
         trials = min(trials, size)
+    if storage is not None:
+        open_storage(storage, heartbeat=False)  # a wrong URL or a missing driver fails before a directory is made
     name = sweep_name(cfg)
     sweep_dir = Path(directory) if directory is not None else None
     if sweep_dir is None:
@@ -692,7 +685,8 @@ def resume(
     if jobs is not None:
         spec.jobs = jobs
     if trials is not None:
-        spec.trials = trials
+        size = parse(spec.overrides).size() if spec.sampler == "grid" else None
+        spec.trials = min(trials, size) if size is not None else trials
     if max_failures is not None:
         spec.max_failures = max_failures
     return spec, sweep_dir

@@ -80,8 +80,8 @@ class Setup:
         return self.data.task
 
 
-def build(cfg: Config) -> Setup:
-    """Data, model, loss, optimizer and schedule for a config; the model is seeded by trainer.seed."""
+def build_model(cfg: Config) -> tuple[torch.device, Dataset, str, losses.LossFn, nn.Module]:
+    """(device, data, loss name, loss, model) for a config; the model is seeded by trainer.seed and initialized."""
     t = cfg.trainer
     device = resolve_device(t.device)
     if t.threads:
@@ -93,6 +93,13 @@ def build(cfg: Config) -> Setup:
     model_cfg = regularizers.model_config(cfg.model, cfg.regularizer)  # regularizer=dropout sets model dropout
     model = models.build(model_cfg, data.task.input_shape, losses.out_features(loss_name, data.task))
     initialize(model, cfg.init).to(device)
+    return device, data, loss_name, loss_fn, model
+
+
+def build(cfg: Config) -> Setup:
+    """Data, model, loss, optimizer and schedule for a config; the model is seeded by trainer.seed."""
+    t = cfg.trainer
+    device, data, loss_name, loss_fn, model = build_model(cfg)
     if cfg.backprop == "manual":  # the lecture's fprop/bprop boxes, sharing the MLP's parameters
         from dlrun.models import manual
 
@@ -403,9 +410,7 @@ def resolved_loss_config(loss_cfg, name: str):
     return schema(name=name, **kept)
 
 
-def train(
-    cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir: Path | None = None
-) -> dict[str, Any]:
+def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir: Path | None = None) -> dict[str, Any]:
     """Build, fit and test a config in a run directory; return the summary (also in summary.json).
 
     run_dir: where a new run goes (a sweep's trial); default <runs_dir>/<name>/<time>/.
