@@ -225,7 +225,7 @@ def measure_value(spec: str, run_dir: Path, summary: dict) -> float:
 def gap(run_dir: Path, summary: dict) -> float:
     """Train-split accuracy minus test accuracy at the end of training (the generalization gap)."""
     m = summary.get("metrics", {})
-    return m.get("train_eval/acc", math.nan) - m.get("test/acc", math.nan)
+    return m.get("train_final/acc", math.nan) - m.get("test/acc", math.nan)
 
 
 @MEASURES.register("grad_ratio")

@@ -238,12 +238,12 @@ def _print_table(found) -> None:
     from dlrun.sweep.results import columns, table_rows
 
     table = Table(
-        title=f"{found.source}: {found.metric} ({found.direction}), mean ± std over seeds",
+        title=f"{found.metric} ({found.direction}): mean ± std over seeds",
         show_header=True,
         header_style="bold",
     )
     for col in columns(found):
-        table.add_column(col, justify="right" if col in (found.metric, "seeds", "time_s") else "left")
+        table.add_column(col, justify="right" if col in (found.metric, "seeds", "time") else "left")
     for row, cells in zip(found.rows, table_rows(found), strict=True):
         cells = [escape(c) for c in cells]  # "[16]" is a value, not markup
         cells[-2] = f"[{STATUS_COLORS.get(row.status, 'red')}]{cells[-2]}[/]"

@@ -21,6 +21,13 @@ viz_app = typer.Typer(
     "is written as a PNG (default RUN_DIR/viz/NAME.png) and logged to the run's TensorBoard under viz/NAME.",
     rich_markup_mode="rich",
     no_args_is_help=True,
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun viz actmax runs/mlp-digits/2026-01-01_12-00-00\n\n"
+        "  dlrun viz adversarial runs/mlp-digits/2026-01-01_12-00-00 --attack pgd --eps 0.1\n\n"
+        "  dlrun viz landscape runs/resnet20/2026-01-01_12-00-00 --compare runs/plain20/2026-01-01_13-00-00\n\n"
+        "  dlrun viz curves runs/mlp-digits      [dim]# every run below the folder[/]"
+    ),
 )
 app.add_typer(viz_app, name="viz")
 

@@ -301,6 +301,7 @@ class MSELossConfig(LossConfig):
 # ---------------------------------------------------------------- optim
 OPTIM_IMPLS = ("torch", "lecture")
 
+
 @dataclass
 class OptimConfig:
     name: str = "sgd"
@@ -528,6 +529,7 @@ class TrainerConfig:
 
 # ---------------------------------------------------------------- the whole
 BACKPROPS = ("autograd", "manual")
+
 
 @dataclass
 class Config:

@@ -286,17 +286,15 @@ def mean_std(row: Row) -> str:
 
 def columns(results: Results) -> list[str]:
     first = "trial" if any(r.trial is not None for r in results.rows) else "run"
-    return [first, *results.varying, results.metric, "seeds", "status", "time_s"]
+    return [first, *results.varying, results.metric, "seeds", "status", "time"]
 
 
 def table_rows(results: Results) -> list[list[str]]:
     """The rows as strings, in the order of columns(): what the table and the markdown show."""
     out = []
     for r in results.rows:
-        name = (
-            str(r.trial) if r.trial is not None else (r.runs[0] + (f" (+{len(r.runs) - 1})" if len(r.runs) > 1 else ""))
-        )
-        time_s = f"{r.time_s:.1f}" if r.time_s is not None else ""
+        name = str(r.trial) if r.trial is not None else r.runs[0] + (f" (+{len(r.runs) - 1})" if r.runs[1:] else "")
+        time_s = f"{r.time_s:.1f} s" if r.time_s is not None else ""
         status = r.status + (f": {r.reason}" if r.reason and r.status != "completed" else "")
         out.append(
             [name, *(cell(r.params.get(k)) for k in results.varying), mean_std(r), str(len(r.values)), status, time_s]
@@ -322,10 +320,7 @@ def to_csv(results: Results) -> str:
         writer.writerow(
             [
                 name,
-                *(
-                    cell(r.params.get(k)) if not isinstance(r.params.get(k), float) else r.params[k]
-                    for k in results.varying
-                ),
+                *(_csv_value(r.params.get(k)) for k in results.varying),
                 "" if r.mean is None else r.mean,
                 "" if r.std is None else r.std,
                 len(r.values),
@@ -335,6 +330,10 @@ def to_csv(results: Results) -> str:
             ]
         )
     return buf.getvalue()
+
+
+def _csv_value(value: Any) -> Any:
+    return value if isinstance(value, float) else cell(value)  # floats keep every digit
 
 
 def to_json(results: Results) -> str:

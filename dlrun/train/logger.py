@@ -14,10 +14,23 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 
+def _after_earlier_event_files(run_dir: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and names start with the second they were
+    created: a resume within the same second as the earlier file would sort by a counter ('.10' < '.9').
+    Wait for the next second in that case, so the resumed events always come after the earlier ones."""
+    stamps = [
+        int(p.name.split(".")[3]) for p in run_dir.glob("events.out.tfevents.*") if p.name.split(".")[3].isdigit()
+    ]
+    while stamps and int(time.time()) <= max(stamps):
+        time.sleep(0.05)
+
+
 class RunLogger:
     """One per run directory. `purge_step` (on resume) hides events logged after the checkpoint."""
 
     def __init__(self, run_dir: Path, purge_step: int | None = None):
+        if purge_step is not None:
+            _after_earlier_event_files(run_dir)
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
         self.jsonl = open(run_dir / "metrics.jsonl", "a", buffering=1)  # line-buffered
 

@@ -494,8 +494,8 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
             s.model.load_state_dict(ckpt.load(run_dir / "checkpoints" / "best.pt", s.device)["model"])
         test, train_split = s.data.test, s.data.train
         metrics.update(evaluate(s.model, test.x, test.y, s.loss_fn, s.task, "test"))
-        # the train split in eval mode (no dropout), for the generalization gap train_eval/acc - test/acc
-        metrics.update(evaluate(s.model, train_split.x, train_split.y, s.loss_fn, s.task, "train_eval"))
+        # the train split in eval mode (no dropout), for the generalization gap train_final/acc - test/acc
+        metrics.update(evaluate(s.model, train_split.x, train_split.y, s.loss_fn, s.task, "train_final"))
         logger.scalars(state.step, metrics)
     metrics.update(state.last_eval)
     metrics["train/loss"] = state.last_train_loss

@@ -97,7 +97,7 @@ def activation_stats(
 
 
 def plot_activations(stats: list[LayerStats], title: str = ""):
-    """Activation histograms, gradient histograms (both overlaid per layer, log density) and the per-layer
+    """Activation histograms, gradient histograms (both overlaid per layer) and the per-layer
     standard deviations (log scale), layers colored from the input (dark) to the output (light)."""
     from matplotlib import colormaps
 
@@ -120,10 +120,12 @@ def plot_activations(stats: list[LayerStats], title: str = ""):
                     label=f"{s.name} (std {s.act_std:.2g})")  # fmt: skip
         grad_ax.hist(s.gradients, bins=60, range=(-g_abs, g_abs), density=True, histtype="step", lw=1.4,
                      color=color, label=f"{s.name} (std {s.grad_std:.2g})")  # fmt: skip
-    for ax, what in ((act_ax, "activation a_l"), (grad_ax, "gradient dJ/da_l")):
-        ax.set_yscale("log")
-        ax.set_xlabel(what)
-        ax.set_ylabel("density (log scale)")
+    act_ax.set_xlabel("activation a_l")
+    act_ax.set_ylabel("density")
+    grad_ax.set_yscale("log")  # narrow (vanishing) gradients pile into a few tall bins around 0
+    grad_ax.set_xlabel("gradient dJ/da_l")
+    grad_ax.set_ylabel("density (log scale)")
+    for ax in (act_ax, grad_ax):
         ax.legend(fontsize=7)
     act_ax.set_title("layer outputs")
     grad_ax.set_title("gradients of the loss w.r.t. the layer outputs")
