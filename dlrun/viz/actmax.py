@@ -42,7 +42,7 @@ class ActMaxResult:
     target: Target
     indices: list[int]  # the class / unit / channel of each column
     x: np.ndarray  # (len(indices), starts, *input_shape): the maximizing inputs
-    score: np.ndarray  # (len(indices), starts): the maximized S(x), penalties not included
+    score: np.ndarray  # (len(indices), starts): the maximized S(x) (log p_c with log_prob), no penalties
     probs: np.ndarray  # (len(indices), starts, K): class probabilities of each result (K = 0 for regression)
     value_range: tuple[float, float]
 
