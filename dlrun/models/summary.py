@@ -42,6 +42,12 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
             )
 
         hooks.append(module.register_forward_hook(hook))
+    dry_run(model, input_shape, hooks)
+    return {"rows": rows, "params": sum(p.numel() for p in model.parameters()), "input": tuple(input_shape)}
+
+
+def dry_run(model: nn.Module, input_shape: tuple[int, ...], hooks: list) -> None:
+    """One eval-mode forward pass of two zero inputs, for the forward `hooks` (handles); they are removed after."""
     was_training = model.training
     model.eval()
     try:
@@ -51,4 +57,3 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    return {"rows": rows, "params": sum(p.numel() for p in model.parameters()), "input": tuple(input_shape)}

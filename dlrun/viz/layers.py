@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from dlrun.errors import ConfigError, suggest
+from dlrun.models.summary import dry_run
 
 
 def display_name(module_path: str) -> str:
@@ -45,15 +46,7 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict]:
                 shapes[name] = tuple(out.shape[1:])
 
         hooks.append(module.register_forward_hook(hook))
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        model(torch.zeros(2, *input_shape, device=device))
-    finally:
-        model.train(was_training)
-        for h in hooks:
-            h.remove()
+    dry_run(model, input_shape, hooks)
     return [
         {
             "layer": name,
