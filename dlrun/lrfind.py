@@ -34,7 +34,7 @@ from dlrun.config import Config
 from dlrun.errors import ConfigError, RunFailed
 from dlrun.files import atomic_file, atomic_write
 from dlrun.models import DlrunWarning
-from dlrun.train.loop import Setup, build, epoch_order, train_step
+from dlrun.train.loop import Setup, batch, build, epoch_order, train_step
 from dlrun.train.rundir import run_name
 
 SMOOTHING = 0.98  # beta of the moving average of the loss
@@ -90,12 +90,10 @@ def lr_range_test(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: in
 
 def batches(s: Setup) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Training batches (x, y) in the trainer's order and sizes, epoch after epoch, without end."""
-    train, bs, spe = s.data.train, s.batch_size, s.steps_per_epoch
     for epoch in itertools.count():
-        order = epoch_order(s.cfg.trainer.seed, epoch, len(train)).to(s.device)
-        for b in range(spe):
-            idx = order[b * bs : (b + 1) * bs if b < spe - 1 else len(train)]
-            yield (train.x[idx] if s.augment is None else s.augment(train.x[idx])), train.y[idx]
+        order = epoch_order(s.cfg.trainer.seed, epoch, len(s.data.train)).to(s.device)
+        for b in range(s.steps_per_epoch):
+            yield batch(s, order, b)
 
 
 def default_path(cfg: Config) -> Path:

@@ -146,6 +146,13 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def batch(s: Setup, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch b of an epoch's `order` (batch_size examples; the last batch takes the remainder), augmented."""
+    train, bs = s.data.train, s.batch_size
+    idx = order[b * bs : (b + 1) * bs if b < s.steps_per_epoch - 1 else len(train)]
+    return (train.x[idx] if s.augment is None else s.augment(train.x[idx])), train.y[idx]
+
+
 def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One optimizer step on a batch; returns (data loss, regularization term), both on the device."""
     s.optimizer.zero_grad(set_to_none=True)
@@ -238,8 +245,7 @@ def stop_on_signal(state: TrainState):
 def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | None, callbacks=()) -> None:
     """Train from state.step to s.total_steps (or an early stop / interrupt), logging and checkpointing."""
     t = s.cfg.trainer
-    train = s.data.train
-    bs, spe = s.batch_size, s.steps_per_epoch
+    spe = s.steps_per_epoch
     loss_sum = torch.zeros((), device=s.device)  # sums since the last log, kept on the device (no sync)
     reg_sum = torch.zeros((), device=s.device)
     since_log, t_log, t0 = 0, time.perf_counter(), time.perf_counter()
@@ -247,18 +253,17 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
     with stop_on_signal(state):
         while state.step < s.total_steps and not state.stop:
             epoch, first = divmod(state.step, spe)
-            order = epoch_order(t.seed, epoch, len(train)).to(s.device, non_blocking=True)
+            order = epoch_order(t.seed, epoch, len(s.data.train)).to(s.device, non_blocking=True)
             for b in range(first, spe):
-                idx = order[b * bs : (b + 1) * bs if b < spe - 1 else len(train)]
-                x = train.x[idx] if s.augment is None else s.augment(train.x[idx])
+                x, y = batch(s, order, b)
                 with diagnostics.watch(s.model, logger, state.step + 1, t.diag_every):  # every diag_every steps
-                    loss, reg = train_step(s, x, train.y[idx])
+                    loss, reg = train_step(s, x, y)
                 loss_sum += loss
                 if reg is not None:
                     reg_sum += reg
                 state.step += 1
                 since_log += 1
-                state.samples += len(idx)
+                state.samples += len(y)
                 last = state.step >= s.total_steps
                 evaluate_now = (state.step % t.eval_every == 0) if t.eval_every else (b == spe - 1 or last)
                 # log at the cadence, and before every evaluation so no NaN slips into a checkpoint unseen
