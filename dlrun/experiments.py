@@ -259,8 +259,9 @@ def final_weights(run_dir: Path) -> list:
 @MEASURES.register("sparsity")
 def sparsity(run_dir: Path, summary: dict) -> float:
     """Fraction of final weights with |w| < 1e-3."""
-    ws = final_weights(run_dir)
-    return sum(int((w.abs() < 1e-3).sum()) for w in ws) / max(sum(w.numel() for w in ws), 1)
+    from dlrun.regularizers import sparsity as fraction_below
+
+    return float(fraction_below(final_weights(run_dir), 1e-3))
 
 
 @MEASURES.register("weight_norm")
@@ -341,10 +342,10 @@ def run(
             )
             try:
                 summary = train(cfg)
+                run_dir = Path(summary["run_dir"])
             except RunFailed:  # a divergence is a result here (the learning-rate claim needs it)
-                summary = None
-            run_dir = _latest_run(runs_dir / "experiments" / claim.name / label)
-            summary = summary or json.loads((run_dir / "summary.json").read_text())
+                run_dir = _latest_run(runs_dir / "experiments" / claim.name / label)
+                summary = json.loads((run_dir / "summary.json").read_text())
             for m, spec in claim.measures.items():
                 result.values[label][m].append(measure_value(spec, run_dir, summary))
             result.runs[label].append(str(run_dir))
@@ -398,6 +399,19 @@ def fmt(v: float) -> str:
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
     return f"{v:.4g}"
+
+
+def table_rows(claim: Claim, result: Result) -> list[tuple[str, list[str]]]:
+    """(label, ['mean ± std' per measure]) for every condition (or every value of a check)."""
+    measures = [claim.measure] if claim.check else list(claim.measures)
+    rows = []
+    for label in result.values:
+        cells = []
+        for m in measures:
+            mean, std = result.stat(label, m)
+            cells.append(fmt(mean) + (f" ± {fmt(std)}" if std == std and std > 0 else ""))
+        rows.append((label, cells))
+    return rows
 
 
 def holds(claim: Claim, result: Result) -> bool:
@@ -498,11 +512,7 @@ def report(entries: list[tuple[Claim, Result, Path]], path: Path) -> Path:
         )
         lines += [f"`{cmd}`" + (f" with `{' '.join(result.overrides)}`" if result.overrides else ""), ""]
         lines += ["| condition | " + " | ".join(claim.measures) + " |", "|---" * (len(claim.measures) + 1) + "|"]
-        for label in result.values:
-            cells = []
-            for m in claim.measures if not claim.check else [claim.measure]:
-                mean, std = result.stat(label, m)
-                cells.append(fmt(mean) + (f" ± {fmt(std)}" if std == std and std > 0 else ""))
+        for label, cells in table_rows(claim, result):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", "| expectation | measured | verdict |", "|---|---|---|"]
         for v in verdicts(claim, result):

@@ -98,11 +98,7 @@ def _print_verdicts(console: Console, claim, result) -> bool:
     table.add_column("condition")
     for m in claim.measures:
         table.add_column(f"{m} (mean ± std)", justify="right")
-    for label in result.values:
-        cells = []
-        for m in claim.measures if not claim.check else [claim.measure]:
-            mean, std = result.stat(label, m)
-            cells.append(experiments.fmt(mean) + (f" ± {experiments.fmt(std)}" if std == std and std > 0 else ""))
+    for label, cells in experiments.table_rows(claim, result):
         table.add_row(label, *cells)
     console.print(table)
     verdicts = experiments.verdicts(claim, result)
