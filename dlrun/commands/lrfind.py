@@ -35,8 +35,10 @@ def lr_find(
         show_default=False,
     ),
 ):
-    """Learning-rate range test: train a fresh model while lr grows from --start to --end; plot loss against lr
-    and suggest an lr (a tenth of the lr at the smoothed loss's minimum)."""
+    """Learning-rate range test: plot loss against a growing lr and suggest an lr.
+
+    A fresh model trains while lr grows exponentially from --start to --end; the suggestion is a tenth of the lr
+    at the smoothed loss's minimum."""
     from dlrun.config import compose
 
     overrides = list(overrides or [])

@@ -91,8 +91,9 @@ def sweep(
         show_default=False,
     ),
 ):
-    """Sweep hyperparameters: every trial a normal run under [bold]<sweep>/trials/<n>/[/], an Optuna study as the
-    ledger; resumable, parallel, failures recorded and skipped."""
+    """Sweep hyperparameters with an Optuna study: resumable, parallel, failed trials recorded and skipped.
+
+    Every trial is a normal run under [bold]<sweep>/trials/<n>/[/]; the study is the ledger."""
     from dlrun.errors import ConfigError, RunFailed
     from dlrun.sweep import runner
 
@@ -215,8 +216,9 @@ def results(
     ),
     fmt: str = typer.Option("table", "--format", help="table, csv, markdown or json."),
 ):
-    """Trials (or runs grouped by config) best first: the hyperparameters that vary, the metric's mean ± std over
-    seeds, status and time; the best as a ready-to-run [bold]dlrun train[/] command."""
+    """A sweep's trials (or runs grouped by config), best first, and the best as a [bold]dlrun train[/] command.
+
+    Columns: the hyperparameters that vary, the metric's mean ± std over seeds, status and time."""
     from dlrun.errors import ConfigError
     from dlrun.sweep import results as res
 
