@@ -11,27 +11,22 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from dlrun import options
 from dlrun.data import Task
 from dlrun.errors import ConfigError
+from dlrun.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-# which task kinds each loss accepts
-_FITS = {
-    "cross_entropy": ("binary", "multiclass"),
-    "nll": ("binary", "multiclass"),
-    "bce": ("binary",),
-    "mse": ("regression",),
-}
+LOSSES: Registry = Registry("loss")  # name -> builder(cfg) -> LossFn; `auto` resolves to one of these
 
 
 def resolve(name: str, task: Task) -> str:
-    """`auto` -> cross_entropy (multiclass), bce (binary), mse (regression); else check the fit."""
+    """`auto` -> cross_entropy (multiclass), bce (binary), mse (regression); else check the declared tasks."""
     if name == "auto":
         return {"multiclass": "cross_entropy", "binary": "bce", "regression": "mse"}[task.kind]
-    if task.kind not in _FITS[name]:
-        fits = [n for n, kinds in _FITS.items() if task.kind in kinds]
-        raise ConfigError(f"loss={name} does not fit a {task.kind} task; choose from: auto, {', '.join(fits)}")
+    if task.kind not in options.caps("loss", name).tasks:
+        fits = [n for n, d in options.declared("loss").items() if task.kind in d.caps.tasks]
+        raise ConfigError(f"loss={name} does not fit a {task.kind} task; choose from: {', '.join(fits)}")
     return name
 
 
@@ -67,12 +62,16 @@ def half_sse(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * (z - y).pow(2).sum(dim=-1).mean()
 
 
+LOSSES.register("cross_entropy")(lambda cfg: cross_entropy)
+LOSSES.register("nll")(lambda cfg: nll)
+LOSSES.register("bce")(lambda cfg: bce)
+LOSSES.register("mse")(lambda cfg: half_sse if getattr(cfg, "form", "mean") == "half_sum" else mse)
+
+
 def build(cfg, task: Task) -> tuple[str, LossFn]:
     """(resolved name, loss function) for a LossConfig and a task."""
     name = resolve(cfg.name, task)
-    if name == "mse":
-        return name, half_sse if getattr(cfg, "form", "mean") == "half_sum" else mse
-    return name, {"cross_entropy": cross_entropy, "nll": nll, "bce": bce}[name]
+    return name, LOSSES.get(name)(cfg)
 
 
 @torch.no_grad()

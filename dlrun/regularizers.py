@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dlrun import options
 from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
@@ -179,18 +180,14 @@ def model_config(model_cfg, cfg):
     if cfg.name != "dropout":
         return model_cfg
     name = model_cfg.name
-    if name == "rnn":
+    where = options.caps("model", name).dropout
+    if not where:
+        with_dropout = ", ".join(f"model={n}" for n in options.with_cap("model", "dropout"))
         raise ConfigError(
-            "regularizer=dropout: model=rnn keeps its activations inside the recurrent cell; use "
-            "model.dropout with model.layers >= 2 (dropout between stacked layers), or regularizer=l2 / weight_decay"
-        )
-    if name not in ("mlp", "cnn"):
-        raise ConfigError(
-            f"regularizer=dropout: model={name} has no dropout (it relies on batch norm); "
-            "dropout is supported by model=mlp and the head of model=cnn; use regularizer=weight_decay or l2"
+            f"regularizer=dropout: {options.caps('model', name).no_dropout or f'model={name} has no dropout'}"
+            f" (dropout is supported by {with_dropout})"
         )
     if not model_cfg.hidden:
-        where = "hidden layer" if name == "mlp" else "fully connected hidden layer in its head"
         raise ConfigError(f"regularizer=dropout: model.hidden=[] leaves model={name} no {where} to drop units of")
     if model_cfg.dropout not in (0.0, cfg.p):
         raise ConfigError(

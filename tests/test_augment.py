@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from dlrun.config import compose
-from dlrun.config.schema import AugmentConfig
 from dlrun.data import Task
 from dlrun.data.augment import build, random_flip, random_window
 from dlrun.errors import ConfigError
+from dlrun.options import AugmentConfig
 
 IMAGE = Task(kind="multiclass", input_shape=(1, 5, 5), input_kind="image", n_classes=2)
 SIGNAL = Task(kind="multiclass", input_shape=(2, 7), input_kind="signal", n_classes=2)

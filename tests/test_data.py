@@ -15,12 +15,12 @@ import torch
 from sklearn import datasets as skd
 
 from dlrun.config import compose, list_options
-from dlrun.config.schema import SCHEMAS
 from dlrun.data import DATASETS, Dataset, build
+from dlrun.options import declared
 
 # published test splits (test_mnist1d.py, test_download.py) and sequence tasks (test_sequences.py)
 OWN_TESTS = {"mnist1d", "mnist", "fashion_mnist", "kmnist", "cifar10", "adding", "parity", "sines"}
-NAMES = sorted(set(SCHEMAS["data"]) - OWN_TESTS)
+NAMES = sorted(set(declared("data")) - OWN_TESTS)
 SKLEARN = {
     "digits": skd.load_digits,
     "iris": skd.load_iris,
@@ -73,7 +73,7 @@ def _rows(x: torch.Tensor, y: torch.Tensor) -> list[tuple[bytes, bytes]]:
 def test_registry_matches_schema_and_conf():
     build(config("iris"))  # registers the bundled sets
     conf_options = {option for option, _ in list_options("data")["data"]}
-    assert set(DATASETS) == set(SCHEMAS["data"]) == set(NAMES) | OWN_TESTS == conf_options
+    assert set(DATASETS) == set(declared("data")) == set(NAMES) | OWN_TESTS == conf_options
     assert set(META) == set(NAMES)
 
 

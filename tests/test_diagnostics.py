@@ -16,9 +16,9 @@ from conftest import quick
 from torch import nn
 
 from dlrun.config import compose
-from dlrun.config.schema import CNNConfig
 from dlrun.models import build as build_model
 from dlrun.models.mlp import MLP
+from dlrun.options import CNNConfig
 from dlrun.train import diagnostics, train
 
 

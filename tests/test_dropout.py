@@ -12,11 +12,11 @@ from torch import nn
 
 from dlrun import regularizers
 from dlrun.config import compose
-from dlrun.config.schema import CNNConfig, DropoutRegConfig, MLPConfig
 from dlrun.errors import ConfigError
 from dlrun.models import build as build_model
 from dlrun.models.dropout import InvertedDropout
 from dlrun.models.mlp import MLP
+from dlrun.options import CNNConfig, DropoutRegConfig, MLPConfig
 from dlrun.train.loop import build
 
 

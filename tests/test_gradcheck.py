@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from dlrun.cli import app
 from dlrun.config import compose
-from dlrun.config.schema import SCHEMAS
 from dlrun.gradcheck import check_config, check_module, numeric, verdict
 from dlrun.gradcheck.check import module_problem
+from dlrun.options import declared
 from tests.conftest import dlrun
 
 runner = CliRunner()
@@ -64,7 +64,7 @@ def test_the_cases_cover_every_model_and_preset():
     from dlrun.config.compose import conf_dir
 
     named = {o.split("=")[1] for case in MODEL_CASES.values() for o in case if o.startswith("model=")}
-    assert set(SCHEMAS["model"]) <= named
+    assert set(declared("model")) <= named
     for path in (conf_dir() / "model").glob("*.yaml"):  # the others are resnet/plain at other depths
         if path.stem not in named:
             assert "resnet" in yaml.safe_load(path.read_text())["defaults"], path.name

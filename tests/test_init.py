@@ -18,19 +18,15 @@ from conftest import dlrun, quick
 from torch import nn
 
 from dlrun.config import compose
-from dlrun.config.schema import SCHEMAS, InitConfig
 from dlrun.init import INITS, initialize
 from dlrun.models.mlp import MLP
+from dlrun.options import InitConfig, declared, schema
 from dlrun.train import checkpoint as ckpt
 from dlrun.train import train
 
 
 def _linears(model: nn.Module) -> list[nn.Linear]:
     return [m for m in model.modules() if isinstance(m, nn.Linear)]
-
-
-def test_registry_matches_schema_names():
-    assert set(INITS) == set(SCHEMAS["init"])
 
 
 def test_glorot_uniform_bounds_and_variance():
@@ -94,7 +90,7 @@ def test_non_default_inits_change_every_linear_layer():
 
 # ----------------------------------------------------------------------------- every init against its formula
 def _cfg(name: str, **kw):
-    return SCHEMAS["init"][name](name=name, **kw)
+    return schema("init", name)(name=name, **kw)
 
 
 def _drawn(name: str, shape: tuple[int, ...], **kw) -> torch.Tensor:
@@ -155,7 +151,7 @@ def test_zeros_and_constant(name, extra, value):
         assert (w == torch.tensor(value).double()).all()  # the float32 nearest to value, everywhere
 
 
-@pytest.mark.parametrize("name", sorted(set(SCHEMAS["init"]) - {"default"}))
+@pytest.mark.parametrize("name", sorted(set(declared("init")) - {"default"}))
 def test_every_init_sets_biases_and_leaves_norm_layers(name):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4), nn.Flatten(), nn.Linear(8, 5), nn.LayerNorm(5))

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from dlrun.cli import app
 from dlrun.config import compose
-from dlrun.config.schema import SCHEMAS, AdagradConfig, AdamConfig, MomentumConfig, OptimConfig, RMSpropConfig
 from dlrun.errors import ConfigError
 from dlrun.optim import LECTURE, build_optimizer, build_scheduler, lecture
+from dlrun.options import AdagradConfig, AdamConfig, MomentumConfig, OptimConfig, RMSpropConfig, declared, schema
 from dlrun.train import checkpoint as ckpt
 from dlrun.train import train
 from tests.conftest import dlrun, quick
@@ -77,7 +77,7 @@ def lecture_cfg(schema, **kwargs):
 # ----------------------------------------------------------------------------- routing
 def test_lecture_forms_are_the_named_optimizers():
     assert set(LECTURE) == {"gd", "sgd", "momentum", "adagrad", "rmsprop", "adam"}
-    assert set(LECTURE) <= set(SCHEMAS["optim"])
+    assert set(LECTURE) <= set(declared("optim"))
     classes = {
         "gd": lecture.GradientDescent,
         "sgd": lecture.GradientDescent,
@@ -87,18 +87,18 @@ def test_lecture_forms_are_the_named_optimizers():
         "adam": lecture.Adam,
     }
     for name, cls in classes.items():
-        cfg = SCHEMAS["optim"][name](name=name, impl="lecture", lr=0.05, weight_decay=0.001)
+        cfg = schema("optim", name)(name=name, impl="lecture", lr=0.05, weight_decay=0.001)
         opt = build_optimizer([torch.nn.Parameter(torch.zeros(3))], cfg)
         assert type(opt) is cls
         assert opt.param_groups[0]["lr"] == 0.05 and opt.param_groups[0]["weight_decay"] == 0.001
-        torch_opt = build_optimizer([torch.nn.Parameter(torch.zeros(3))], SCHEMAS["optim"][name](name=name))
+        torch_opt = build_optimizer([torch.nn.Parameter(torch.zeros(3))], schema("optim", name)(name=name))
         assert not isinstance(torch_opt, lecture.LectureOptimizer)
 
 
 @pytest.mark.parametrize("name", ["nesterov", "adamw", "newton"])
 def test_optimizers_without_a_lecture_form_are_refused(name):
     with pytest.raises(ConfigError, match="optim.impl=lecture") as e:
-        build_optimizer([torch.nn.Parameter(torch.zeros(3))], SCHEMAS["optim"][name](name=name, impl="lecture"))
+        build_optimizer([torch.nn.Parameter(torch.zeros(3))], schema("optim", name)(name=name, impl="lecture"))
     assert "adagrad, adam, gd, momentum, rmsprop, sgd" in str(e.value)
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from dlrun import losses
-from dlrun.config.schema import LossConfig, MSELossConfig
 from dlrun.data import Task
 from dlrun.errors import ConfigError
+from dlrun.options import LossConfig, MSELossConfig
 
 MULTICLASS = Task(kind="multiclass", input_shape=(4,), n_classes=3)
 BINARY = Task(kind="binary", input_shape=(2,), n_classes=2)

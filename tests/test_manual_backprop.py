@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 from dlrun import losses
 from dlrun.cli import app
 from dlrun.config import compose
-from dlrun.config.schema import ACTIVATIONS
 from dlrun.errors import ConfigError
 from dlrun.gradcheck import check_config
 from dlrun.models import manual
 from dlrun.models.mlp import MLP
+from dlrun.options import ACTIVATIONS
 from dlrun.train import build, train
 from tests.conftest import quick
 

@@ -8,13 +8,13 @@ import torch
 
 from dlrun import losses
 from dlrun.config import compose
-from dlrun.config.schema import SCHEMAS
 from dlrun.data import build as build_data
 from dlrun.errors import ConfigError
-from dlrun.models import MODELS, build, check_fit
+from dlrun.models import build, check_fit
+from dlrun.options import declared
 
 DOWNLOADED = {"mnist", "fashion_mnist", "kmnist", "cifar10"}  # served locally in test_download.py
-DATASETS = sorted(set(SCHEMAS["data"]) - DOWNLOADED)
+DATASETS = sorted(set(declared("data")) - DOWNLOADED)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -30,11 +30,7 @@ def data():
     return {name: build_data(compose([f"data={name}"]).data) for name in DATASETS}
 
 
-def test_every_model_name_has_a_schema():
-    assert set(MODELS) == set(SCHEMAS["model"])
-
-
-@pytest.mark.parametrize("model_name", sorted(SCHEMAS["model"]))
+@pytest.mark.parametrize("model_name", sorted(declared("model")))
 @pytest.mark.parametrize("data_name", DATASETS)
 def test_model_on_data(model_name, data_name, data):
     cfg = compose([f"model={model_name}", "model.depth=8"] if model_name == "resnet" else [f"model={model_name}"])

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from dlrun import models
-from dlrun.config.schema import ACTIVATIONS, NORMS, SCHEMAS, MLPConfig
-from dlrun.models import MODELS, DlrunWarning, count_parameters
+from dlrun.models import DlrunWarning, count_parameters
 from dlrun.models import activations as act
 from dlrun.models.mlp import MLP
+from dlrun.options import ACTIVATIONS, NORMS, MLPConfig
 
 Z = [-3.0, -1.0, -0.25, 0.0, 0.5, 2.0]
 
@@ -40,10 +40,6 @@ FORMULAS = {
 
 def test_activation_names_match_schema():
     assert set(act.ACTIVATIONS) == set(ACTIVATIONS) == set(FORMULAS)
-
-
-def test_model_names_match_schema():
-    assert set(MODELS) == set(SCHEMAS["model"])
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)

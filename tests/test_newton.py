@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from dlrun.cli import app
 from dlrun.config import compose
-from dlrun.config.schema import NewtonConfig
 from dlrun.data import Split
-from dlrun.optim import FULL_BATCH, build_optimizer, build_scheduler
+from dlrun.optim import build_optimizer, build_scheduler
 from dlrun.optim.newton import Newton, hessian
+from dlrun.options import NewtonConfig, caps
 from dlrun.train import build, fit, train
 from dlrun.train.loop import TrainState
 from tests.conftest import quick
@@ -86,13 +86,13 @@ def test_singular_hessian_takes_the_minimum_norm_step():
 
 def test_step_without_a_closure_is_refused():
     opt = Newton([torch.nn.Parameter(torch.zeros(2))])
-    assert opt.needs_closure
+    assert caps("optim", "newton").closure
     with pytest.raises(ValueError, match="closure"):
         opt.step()
 
 
 def test_newton_is_full_batch():
-    assert "newton" in FULL_BATCH
+    assert caps("optim", "newton").full_batch
 
 
 # ----------------------------------------------------------------------------- logistic regression

@@ -17,8 +17,8 @@ from torch import nn
 
 from dlrun import regularizers
 from dlrun.config import compose
-from dlrun.config.schema import ElasticConfig, L1Config, RegularizerConfig
 from dlrun.models.mlp import MLP
+from dlrun.options import ElasticConfig, L1Config, RegularizerConfig
 from dlrun.train import checkpoint as ckpt
 from dlrun.train import train
 
@@ -92,12 +92,6 @@ def test_gradient_on_weights_and_biases(name):
 
 def test_none_builds_nothing():
     assert regularizers.build(RegularizerConfig(name="none", strength=1.0), _model()) is None
-
-
-def test_registry_matches_schema_names():
-    from dlrun.config.schema import SCHEMAS
-
-    assert set(regularizers.REGULARIZERS) == set(SCHEMAS["regularizer"])
 
 
 # ----------------------------------------------------------------------------- which tensors are weights

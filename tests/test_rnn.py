@@ -14,11 +14,11 @@ from torch import nn
 
 from dlrun import models
 from dlrun.config import compose
-from dlrun.config.schema import CELLS, READOUTS, RNNConfig
 from dlrun.data import Task
 from dlrun.errors import ConfigError
 from dlrun.models import MODELS, count_parameters
 from dlrun.models.rnn import RNN, build_rnn, fits, to_sequence
+from dlrun.options import CELLS, READOUTS, RNNConfig
 from dlrun.train import train
 
 SHAPES = [(1, 40), (1, 8, 8), (40,)]  # signal, image, 1-D

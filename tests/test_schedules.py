@@ -12,12 +12,8 @@ import math
 import pytest
 import torch
 
-from dlrun.config.schema import SCHEMAS, CosineSchedConfig, InverseTimeSchedConfig, SchedConfig, StepSchedConfig
-from dlrun.optim import SCHEDULES, build_scheduler, lr_factor
-
-
-def test_registry_matches_schema_names():
-    assert set(SCHEDULES) == set(SCHEMAS["sched"])
+from dlrun.optim import build_scheduler, lr_factor
+from dlrun.options import CosineSchedConfig, InverseTimeSchedConfig, SchedConfig, StepSchedConfig
 
 
 def test_constant():

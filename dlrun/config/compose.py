@@ -1,4 +1,7 @@
-"""Compose conf/ (and experiments/) with Hydra, then validate against the typed schemas.
+"""Compose the declared options, conf/'s presets and experiments/ with Hydra, then validate.
+
+Every declared option (dlrun.options) is stored in Hydra's ConfigStore as `group/name`, so a
+YAML file in conf/ holds only a preset: a description and the values that differ from an option.
 
 Every failure here is a ConfigError with one line that names the key, the file or the option
 and says what would be valid; the CLI prints it and exits with status 2.
@@ -14,10 +17,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from dlrun.config.schema import GROUPS, SCHEMAS, Config, FieldError, TrainerConfig
 from dlrun.errors import ConfigError, suggest
-
-_META_KEYS = ("name", "runs_dir", "resume", "experiment", "backprop")
+from dlrun.options import GROUPS, META_KEYS, Config, FieldError, declaration, declared
 
 
 def conf_dir() -> Path:
@@ -60,6 +61,7 @@ def _hydra_compose(overrides: list[str]) -> tuple[dict[str, Any], str | None]:
         OverrideParseException,
     )
 
+    store_options()
     error = None
     with initialize_config_dir(str(conf_dir()), version_base=None, job_name="dlrun"):
         try:
@@ -86,6 +88,21 @@ def _hydra_compose(overrides: list[str]) -> tuple[dict[str, Any], str | None]:
     return container, experiment
 
 
+def store_options() -> None:
+    """Put every declared option (built-in and plugin) into Hydra's ConfigStore as `group/name`."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group in GROUPS:
+        for name, decl in declared(group).items():
+            if _STORED.get((group, name)) is not decl.schema:  # once per process and declaration
+                store.store(group=group, name=name, node=decl.schema, provider="dlrun")
+                _STORED[(group, name)] = decl.schema
+
+
+_STORED: dict[tuple[str, str], type] = {}
+
+
 def _missing_message(e: Exception) -> str:
     text = str(e)
     m = re.search(r"Could not find '([^']+)/([^']+)'", text)
@@ -99,6 +116,8 @@ def _missing_message(e: Exception) -> str:
 
 def _composition_message(e: Exception, overrides: list[str]) -> str:
     text = str(e)
+    if isinstance(e.__cause__, ValidationError):  # a value of the wrong type for a declared field
+        return f"{e.__cause__.full_key}: {_type_text(e.__cause__)}"
     m = re.search(r"Could not override '([^']+)'", text)
     if m:
         key = m.group(1)
@@ -132,14 +151,14 @@ def validate(raw: dict[str, Any] | DictConfig) -> Config:
     if isinstance(raw, DictConfig):
         raw = OmegaConf.to_container(raw, resolve=True)
     raw = dict(raw)
-    unknown = [k for k in raw if k not in GROUPS and k not in _META_KEYS]
+    unknown = [k for k in raw if k not in GROUPS and k not in META_KEYS]
     if unknown:
-        valid = list(GROUPS) + list(_META_KEYS)
+        valid = list(GROUPS) + list(META_KEYS)
         raise ConfigError(
             f"{unknown[0]}: unknown top-level key;{suggest(unknown[0], valid)} valid keys: {', '.join(valid)}"
         )
     typed = {group: _typed_group(group, raw.get(group) or {}) for group in GROUPS}
-    meta = {k: raw.get(k) for k in _META_KEYS if k in raw}
+    meta = {k: raw.get(k) for k in META_KEYS if k in raw}
     try:
         return Config(**typed, **meta)
     except TypeError as e:  # a meta key of the wrong shape
@@ -149,15 +168,10 @@ def validate(raw: dict[str, Any] | DictConfig) -> Config:
 
 
 def _schema_for(group: str, node: dict[str, Any]) -> type:
-    if group == "trainer":
-        return TrainerConfig
-    name = node.get("name")
-    options = SCHEMAS[group]
-    if name not in options:
-        raise ConfigError(
-            f"{group}.name: unknown '{name}';{suggest(str(name), list(options))} choose from: {', '.join(options)}"
-        )
-    return options[name]
+    try:
+        return declaration(group, "default" if group == "trainer" else node.get("name")).schema
+    except FieldError as e:
+        raise ConfigError(f"{group}.name: {e.message}") from None
 
 
 def _typed(path: str, schema: type, node: dict[str, Any]) -> Any:
@@ -177,16 +191,19 @@ def _typed(path: str, schema: type, node: dict[str, Any]) -> Any:
 
 
 def _raise_type_error(path: str, schema: type, e: ValidationError) -> Any:
-    key = str(e.full_key)
+    raise ConfigError(f"{path}.{e.full_key}: {_type_text(e)}") from None
+
+
+def _type_text(e: ValidationError) -> str:
     msg = str(e).splitlines()[0]
-    m = re.search(r"Value '(.*)' of type '\w+' could not be converted to (\w+)", msg)
+    m = re.search(r"Value '(.*)' (?:of type '\w+' could not be converted to|is not a valid) (\w+)", msg)
     if m:
-        msg = f"'{m.group(1)}' is not a valid {m.group(2).lower()}"
-    elif "is not a ListConfig" in msg:
-        msg = f"'{e.value}' is not a list (write it as [a,b])"
-    elif "Non optional field" in msg or "None" in msg:
-        msg = "must not be null"
-    raise ConfigError(f"{path}.{key}: {msg}") from None
+        return f"'{m.group(1)}' is not a valid {m.group(2).lower()}"
+    if "is not a ListConfig" in msg:
+        return f"'{e.value}' is not a list (write it as [a,b])"
+    if "Non optional field" in msg or "None" in msg:
+        return "must not be null"
+    return msg
 
 
 def _typed_group(group: str, node: dict[str, Any]) -> Any:
@@ -259,9 +276,10 @@ def load_run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: b
 
 
 def list_options(group: str | None = None) -> dict[str, list[tuple[str, str]]]:
-    """`{group: [(option, one-line description), ...]}` read from the YAML files' first comment."""
+    """`{group: [(option, one-line description), ...]}`: the declared options and conf/'s presets."""
     root = conf_dir()
-    groups = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    groups = sorted(folders | set(GROUPS))
     if group is not None:
         if group not in groups:
             raise ConfigError(
@@ -270,7 +288,9 @@ def list_options(group: str | None = None) -> dict[str, list[tuple[str, str]]]:
         groups = [group]
     out = {}
     for g in groups:
-        out[g] = [(p.stem, _description(p)) for p in sorted((root / g).glob("*.yaml"))]
+        options = {name: decl.help for name, decl in declared(g).items()} if g in GROUPS else {}
+        options |= {p.stem: _description(p) for p in (root / g).glob("*.yaml")}
+        out[g] = sorted(options.items())
     return out
 
 

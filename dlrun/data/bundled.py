@@ -7,7 +7,7 @@ import torch
 from sklearn import datasets as skd
 from sklearn.model_selection import train_test_split
 
-from dlrun.data import DATASETS, Dataset, Split, Task
+from dlrun.data.base import DATASETS, Dataset, Split, Task
 
 
 def _split(idx: np.ndarray, y: np.ndarray, size: float, seed: int, kind: str) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlrun.data import cache_dir  # $DLRUN_DATA, default ~/.cache/dlrun
+from dlrun.data.base import cache_dir  # $DLRUN_DATA, default ~/.cache/dlrun
 from dlrun.errors import ConfigError, suggest
 from dlrun.files import atomic_file
 

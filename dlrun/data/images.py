@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlrun.data import DATASETS, Dataset, download
+from dlrun.data import download
+from dlrun.data.base import DATASETS, Dataset
 from dlrun.data.bundled import split_and_standardize
 
 CLASS_NAMES = {

@@ -11,7 +11,7 @@ import io
 
 import numpy as np
 
-from dlrun.data import DATASETS, Dataset, cache_dir
+from dlrun.data.base import DATASETS, Dataset, cache_dir
 from dlrun.data.bundled import split_and_standardize
 from dlrun.files import atomic_write
 

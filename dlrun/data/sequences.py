@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dlrun.data import DATASETS, Dataset
+from dlrun.data.base import DATASETS, Dataset
 from dlrun.data.bundled import split_and_standardize
 
 SINE_PERIODS = (1.0, 3.0)  # periods over the window of L steps: f uniform in [1 / L, 3 / L] cycles per step

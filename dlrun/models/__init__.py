@@ -8,19 +8,14 @@ from torch import nn
 
 from dlrun.errors import ConfigError
 from dlrun.models import cnn, resnet, rnn
+from dlrun.models.base import MODELS, DlrunWarning
 from dlrun.models.mlp import build_mlp
-from dlrun.registry import Registry
+from dlrun.options.model import fit_reason
 
-MODELS: Registry = Registry("model")
 MODELS.register("mlp")(build_mlp)
 MODELS.register("cnn")(cnn.build_cnn)
 MODELS.register("rnn")(rnn.build_rnn)
 MODELS.register("resnet")(resnet.build_resnet)
-FITS = {"cnn": cnn.fits, "rnn": rnn.fits, "resnet": resnet.fits}  # name -> task -> reason it does not fit, or None
-
-
-class DlrunWarning(UserWarning):
-    """Something the user should know before training (printed as one line by the CLI)."""
 
 
 def build(cfg, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
@@ -38,8 +33,7 @@ def build(cfg, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
 
 def check_fit(cfg, task, data_name: str) -> None:
     """Refuse a model that cannot read this data (model=cnn on tabular features), with what would fit."""
-    fits = FITS.get(cfg.name)
-    reason = fits(task) if fits else None
+    reason = fit_reason(cfg.name, task.input_kind, task.input_shape)
     if reason:
         raise ConfigError(f"model={cfg.name} does not fit data={data_name}: {reason}")
 

@@ -72,12 +72,3 @@ class CNN(nn.Module):
 def build_cnn(cfg, input_shape: tuple[int, ...], out_features: int) -> CNN:
     """Convolutional network: conv blocks then an MLP head (1-D for signals, 2-D for images)."""
     return CNN(cfg, input_shape, out_features)
-
-
-def fits(task) -> str | None:
-    if task.input_kind in ("signal", "image"):
-        return None
-    return (
-        f"it convolves signals (C, L) or images (C, H, W), and this data has {prod(task.input_shape)} "
-        "tabular features with no neighbourhood to convolve; try model=mlp"
-    )

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlrun.errors import ConfigError
-from dlrun.models.cnn import fits as cnn_fits
 
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
@@ -128,6 +127,3 @@ class ResNet(nn.Module):
 def build_resnet(cfg, input_shape: tuple[int, ...], out_features: int) -> ResNet:
     """ResNet of the CIFAR family (depth 6n + 2); `skip=false` gives the plain network of the same size."""
     return ResNet(cfg, input_shape, out_features)
-
-
-fits = cnn_fits  # a ResNet reads what any convolutional network reads

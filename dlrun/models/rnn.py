@@ -23,7 +23,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dlrun.config.schema import RNNConfig
+from dlrun.options import RNNConfig
+from dlrun.options.model import fit_reason
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # nn.RNN is tanh by default
 
@@ -125,9 +126,4 @@ def build_rnn(cfg: RNNConfig, input_shape: tuple[int, ...], out_features: int) -
 
 def fits(task) -> str | None:
     """None when model=rnn can read the task's inputs (signals, images), else a one-line reason."""
-    if task.input_kind in ("signal", "image"):
-        return None
-    return (
-        "it reads sequences (signals, or images row by row), and "
-        f"{task.input_kind} features have no order to read; try model=mlp"
-    )
+    return fit_reason("rnn", task.input_kind, task.input_shape)

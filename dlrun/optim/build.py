@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import torch
 
+from dlrun import options
 from dlrun.errors import ConfigError
 from dlrun.optim import lecture
 from dlrun.optim.newton import Newton
@@ -18,7 +19,6 @@ from dlrun.registry import Registry
 
 OPTIMIZERS: Registry = Registry("optim")  # impl=torch
 LECTURE: Registry = Registry("optim")  # impl=lecture
-FULL_BATCH = {"gd", "newton"}  # these take one step per epoch on the whole train split
 
 
 def fused(params) -> tuple[list, dict]:
@@ -129,15 +129,16 @@ LECTURE.register("adam")(
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], cfg) -> torch.optim.Optimizer:
     """The optimizer that cfg.name and cfg.impl name; impossible combinations raise ConfigError."""
+    has_lecture = options.caps("optim", cfg.name).lecture
     if cfg.impl == "lecture":
-        if cfg.name not in LECTURE:
+        if not has_lecture:
             raise ConfigError(
                 f"optim.impl=lecture: optim={cfg.name} has no lecture form; use optim.impl=torch, "
-                f"or one of: {', '.join(LECTURE.names())}"
+                f"or one of: {', '.join(options.with_cap('optim', 'lecture'))}"
             )
         return LECTURE.get(cfg.name)(params, cfg)
     if getattr(cfg, "eps_inside_sqrt", False):
-        fix = "set optim.impl=lecture" if cfg.name in LECTURE else "use optim=adam optim.impl=lecture"
+        fix = "set optim.impl=lecture" if has_lecture else "use optim=adam optim.impl=lecture"
         raise ConfigError(
             f"optim.eps_inside_sqrt=true: torch.optim's {cfg.name} puts eps outside the root; "
             f"{fix} for the lecture's m_hat / sqrt(v_hat + eps)"

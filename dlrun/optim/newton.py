@@ -19,8 +19,6 @@ class Newton(torch.optim.Optimizer):
     """Exact (damped) Newton steps. `step(closure)` needs a closure that returns the objective as a
     differentiable scalar, recomputed at the current parameters; it does not call backward."""
 
-    needs_closure = True  # the trainer passes a closure to step()
-
     def __init__(self, params, lr: float = 1.0, damping: float = 1e-4, weight_decay: float = 0.0):
         super().__init__(params, dict(lr=lr, damping=damping, weight_decay=weight_decay))
         if len(self.param_groups) != 1:

@@ -21,14 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from dlrun import losses, models, regularizers
+from dlrun import losses, models, options, regularizers
 from dlrun.config import Config, flat, to_yaml
-from dlrun.config.schema import SCHEMAS
 from dlrun.data import Dataset, Task, augment
 from dlrun.data import build as build_data
 from dlrun.errors import ConfigError, RunFailed
 from dlrun.init import initialize
-from dlrun.optim import FULL_BATCH, build_optimizer, build_scheduler
+from dlrun.optim import build_optimizer, build_scheduler
 from dlrun.train import checkpoint as ckpt
 from dlrun.train import diagnostics, rundir
 from dlrun.train.diagnostics import layer_name
@@ -108,7 +107,7 @@ def build(cfg: Config) -> Setup:
     optimizer = build_optimizer(model.parameters(), cfg.optim)
 
     n_train = len(data.train)
-    batch_size = n_train if cfg.optim.name in FULL_BATCH else min(t.batch_size, n_train)
+    batch_size = n_train if options.caps("optim", cfg.optim.name).full_batch else min(t.batch_size, n_train)
     # the last batch takes the remainder; a lone last example joins the batch before (batch norm needs 2)
     steps_per_epoch = max(1, math.ceil((n_train - 1) / batch_size))
     total_steps = t.steps if t.steps > 0 else t.epochs * steps_per_epoch
@@ -163,7 +162,7 @@ def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
         nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.trainer.grad_clip)
     if s.reg is not None:
         s.reg.before_step(s.optimizer)  # regularizer=weight_decay: W <- W - lr lambda W
-    if getattr(s.optimizer, "needs_closure", False):  # Newton: the Hessian needs the objective's graph again
+    if options.caps("optim", s.cfg.optim.name).closure:  # Newton: the Hessian needs the objective's graph again
         s.optimizer.step(lambda: s.loss_fn(s.model(x), y) + (s.reg() if reg is not None else 0))
     else:
         s.optimizer.step()
@@ -410,9 +409,9 @@ def restore(s: Setup, state: TrainState, run_dir: Path) -> None:
 # ----------------------------------------------------------------------------- the whole run
 def resolved_loss_config(loss_cfg, name: str):
     """The loss config of the resolved loss (auto -> cross_entropy keeps no mse-only keys)."""
-    schema = SCHEMAS["loss"][name]
-    kept = {f: getattr(loss_cfg, f) for f in schema.__dataclass_fields__ if f != "name" and hasattr(loss_cfg, f)}
-    return schema(name=name, **kept)
+    resolved = options.schema("loss", name)
+    kept = {f: getattr(loss_cfg, f) for f in resolved.__dataclass_fields__ if f != "name" and hasattr(loss_cfg, f)}
+    return resolved(name=name, **kept)
 
 
 def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir: Path | None = None) -> dict[str, Any]:

@@ -1,0 +1,272 @@
+"""Data options: the bundled, generated and downloadable sets users pick with data=NAME."""
+
+from dataclasses import dataclass, field
+
+from dlrun.options.core import FieldError, Option, declare, opt, option
+
+STANDARDIZE = ("feature", "global", "unit", "none")  # unit: min-max to [0, 1] over all train values
+
+
+@dataclass
+class AugmentConfig(Option):
+    """Train-split augmentation, on the device, drawn fresh for every batch. All off by default."""
+
+    crop: int = opt(0, ge=0)  # images: pad by this many pixels (zeros), then crop a random window
+    shift: int = opt(0, ge=0)  # signals: pad the time axis by this many steps, then take a random window
+    flip: bool = False  # images: mirror left-right with probability 1/2
+    noise: float = opt(0.0, ge=0.0)  # Gaussian noise std added to every input value (standardized units)
+
+    def __post_init__(self):
+        try:
+            super().__post_init__()
+        except FieldError as e:
+            raise FieldError(f"augment.{e.key}", e.message) from None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.crop or self.shift or self.flip or self.noise)
+
+
+@dataclass
+class DataConfig(Option):
+    """Base of the data options: seeded splits and standardization fitted on the train split."""
+
+    name: str = "digits"
+    val_fraction: float = opt(0.15, gt=0.0, lt=1.0)  # of all examples
+    test_fraction: float = opt(0.2, gt=0.0, lt=1.0)  # of all examples
+    seed: int = 0  # the split's seed (kept apart from trainer.seed so splits stay put across seeds)
+    standardize: str = opt("feature", choices=STANDARDIZE)  # feature, global, unit or none; fitted on train
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def check(self):
+        if self.val_fraction + self.test_fraction >= 0.9:
+            raise FieldError("val_fraction", "val_fraction + test_fraction must stay below 0.9")
+
+
+@dataclass
+class RegressionConfig(DataConfig):
+    standardize_targets: bool = True  # targets scaled by the train mean and std
+
+
+@dataclass
+class SyntheticConfig(DataConfig):
+    n_samples: int = opt(1000, ge=20)  # examples in all splits together
+    noise: float = opt(0.1, ge=0.0)  # Gaussian noise std (units of the input or the target)
+
+
+@dataclass
+class SineConfig(SyntheticConfig):
+    standardize_targets: bool = False  # targets scaled by the train mean and std
+
+
+@dataclass
+class ClustersConfig(SyntheticConfig):
+    classes: int = opt(2, ge=2)  # spiral arms or blobs, one class each
+
+
+@dataclass
+class SequenceConfig(DataConfig):
+    n_samples: int = opt(2000, ge=20)  # sequences in all splits together
+    length: int = opt(20, ge=2)  # time steps T
+
+
+@dataclass
+class AddingConfig(SequenceConfig):
+    standardize_targets: bool = True  # targets scaled by the train mean and std
+
+
+@dataclass
+class SinesConfig(SequenceConfig):
+    noise: float = opt(0.05, ge=0.0)  # Gaussian noise std added to every value
+    standardize_targets: bool = False  # targets scaled by the train mean and std
+
+
+@option("data", "mnist1d", input_kind="signal", shape=(1, 40), classes=10)
+class MNIST1DConfig(Option):
+    """MNIST-1D: 40-step signals of 10 digits (Greydanus and Kobak), 4000 train / 1000 test, generated offline"""
+
+    name: str = ""
+    val_fraction: float = opt(0.1, gt=0.0, lt=1.0)  # of the 4000 train examples (the 1000 test examples are fixed)
+    seed: int = 0  # the train/val split's seed
+    standardize: str = opt("none", choices=STANDARDIZE)  # the frozen data is already globally standardized
+    shuffle_time: bool = False  # one fixed permutation of the 40 time steps, for every example
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class ImageSetConfig(Option):
+    """Base of the downloaded image sets: the published test split is kept."""
+
+    name: str = "mnist"
+    val_fraction: float = opt(0.1, gt=0.0, lt=1.0)  # of the published train split
+    seed: int = 0  # the train/val split's seed
+    standardize: str = opt("global", choices=STANDARDIZE)  # one mean and std over all train pixels
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+declare(
+    "data",
+    "digits",
+    DataConfig,
+    "8x8 handwritten digits (scikit-learn), 1797 images, 10 classes",
+    defaults={"standardize": "global"},
+    input_kind="image",
+    shape=(1, 8, 8),
+    classes=10,
+)
+declare(
+    "data",
+    "iris",
+    DataConfig,
+    "Iris flowers (scikit-learn), 150 examples, 4 features, 3 classes",
+    input_kind="tabular",
+    shape=(4,),
+    classes=3,
+)
+declare(
+    "data",
+    "breast_cancer",
+    DataConfig,
+    "Breast cancer Wisconsin (scikit-learn), 569 examples, 30 features, binary",
+    input_kind="tabular",
+    shape=(30,),
+    classes=2,
+)
+declare(
+    "data",
+    "wine",
+    DataConfig,
+    "Wine cultivars (scikit-learn), 178 examples, 13 features, 3 classes",
+    input_kind="tabular",
+    shape=(13,),
+    classes=3,
+)
+declare(
+    "data",
+    "diabetes",
+    RegressionConfig,
+    "Diabetes progression (scikit-learn), 442 examples, 10 features, regression",
+    input_kind="tabular",
+    shape=(10,),
+)
+declare(
+    "data",
+    "xor",
+    SyntheticConfig,
+    "XOR: four Gaussian clusters at (+-1, +-1), label 1 where x1 * x2 < 0 (binary)",
+    defaults={"noise": 0.3, "standardize": "none"},
+    input_kind="tabular",
+    shape=(2,),
+    classes=2,
+)
+declare(
+    "data",
+    "moons",
+    SyntheticConfig,
+    "Two interleaving half circles (scikit-learn make_moons), binary",
+    defaults={"noise": 0.15},
+    input_kind="tabular",
+    shape=(2,),
+    classes=2,
+)
+declare(
+    "data",
+    "circles",
+    SyntheticConfig,
+    "A small circle inside a large one (scikit-learn make_circles), binary",
+    defaults={"noise": 0.08},
+    input_kind="tabular",
+    shape=(2,),
+    classes=2,
+)
+declare(
+    "data",
+    "sine",
+    SineConfig,
+    "1-D regression: y = sin(x) + noise for x uniform in [-pi, pi]",
+    input_kind="tabular",
+    shape=(1,),
+)
+declare(
+    "data",
+    "spirals",
+    ClustersConfig,
+    "Interleaved spiral arms, one class per arm",
+    defaults={"n_samples": 1500, "noise": 0.2, "classes": 3},
+    input_kind="tabular",
+    shape=(2,),
+)
+declare(
+    "data",
+    "blobs",
+    ClustersConfig,
+    "Isotropic Gaussian blobs in 2-D (scikit-learn make_blobs), one class per blob",
+    defaults={"noise": 1.0, "classes": 4},
+    input_kind="tabular",
+    shape=(2,),
+)
+declare(
+    "data",
+    "adding",
+    AddingConfig,
+    "Adding problem (Hochreiter and Schmidhuber 1997): sum of the 2 marked values in a 2 x 20 signal, regression",
+    defaults={"standardize": "none"},
+    input_kind="signal",
+)
+declare(
+    "data",
+    "parity",
+    SequenceConfig,
+    "Parity: XOR of an 8-bit string (1 x 8 signal of 0/1), binary",
+    defaults={"length": 8, "standardize": "global"},
+    input_kind="signal",
+    classes=2,
+)
+declare(
+    "data",
+    "sines",
+    SinesConfig,
+    "Noisy sines (1 x 20 signal, 1-3 periods, random phase): predict the noise-free next value, regression",
+    defaults={"standardize": "none"},
+    input_kind="signal",
+)
+declare(
+    "data",
+    "mnist",
+    ImageSetConfig,
+    "MNIST handwritten digits, 1x28x28, 60000 train + 10000 test (downloaded once, SHA-256 checked)",
+    download=True,
+    input_kind="image",
+    shape=(1, 28, 28),
+    classes=10,
+)
+declare(
+    "data",
+    "fashion_mnist",
+    ImageSetConfig,
+    "Fashion-MNIST clothing images, 1x28x28, 60000 + 10000 (downloaded once, SHA-256 checked)",
+    download=True,
+    input_kind="image",
+    shape=(1, 28, 28),
+    classes=10,
+)
+declare(
+    "data",
+    "kmnist",
+    ImageSetConfig,
+    "Kuzushiji-MNIST cursive Japanese characters, 1x28x28, 60000 + 10000 (downloaded once, SHA-256 checked)",
+    download=True,
+    input_kind="image",
+    shape=(1, 28, 28),
+    classes=10,
+)
+declare(
+    "data",
+    "cifar10",
+    ImageSetConfig,
+    "CIFAR-10 colour images, 3x32x32, 50000 train + 10000 test (downloaded once, SHA-256 checked)",
+    download=True,
+    input_kind="image",
+    shape=(3, 32, 32),
+    classes=10,
+)

@@ -1,0 +1,121 @@
+"""Model options: the architectures users pick with model=NAME (presets live in conf/model/)."""
+
+from dataclasses import dataclass
+from math import prod
+
+from dlrun.options.core import FieldError, Option, caps, check_range, declared, opt, option
+
+ACTIVATIONS = ("identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu")
+NORMS = ("none", "batch", "layer")
+CELLS = ("rnn", "lstm", "gru")
+READOUTS = ("last", "mean", "flatten")
+POOLS = ("max", "avg", "none")
+CONV = "convolves signals (C, L) or images (C, H, W)"
+GRID = ("signal", "image")
+
+
+@dataclass
+class ModelConfig(Option):
+    """Base of the model options."""
+
+    name: str = ""
+
+
+@option(
+    "model",
+    "mlp",
+    dropout="hidden layer",
+)
+class MLPConfig(ModelConfig):
+    """Multilayer perceptron; hidden=[] gives linear, logistic or softmax regression"""
+
+    hidden: list[int] = opt([256, 256], ge=1)  # widths; [] = linear/logistic/softmax regression
+    activation: str = opt("relu", choices=ACTIVATIONS)
+    dropout: float = opt(0.0, ge=0.0, lt=1.0)  # drop probability p of each hidden unit (inverted dropout)
+    norm: str = opt("none", choices=NORMS)  # after each hidden linear layer
+    residual: bool = False  # skip connections around hidden layers as wide as the layer before
+
+
+def check_per_layer(key: str, values: list[int], n: int) -> None:
+    """A per-layer list holds one value (for every layer) or one per layer."""
+    if len(values) not in (1, n):
+        raise FieldError(key, f"give one value or {n} (one per conv layer), not {len(values)}")
+
+
+@option("model", "cnn", inputs=GRID, reads=CONV, dropout="fully connected hidden layer in its head")
+class CNNConfig(ModelConfig):
+    """Convolutional network: conv blocks (conv, norm, activation, pooling) then an MLP head; 1-D or 2-D"""
+
+    channels: list[int] = opt([16, 32], ge=1)  # output channels of each conv layer
+    kernel: list[int] = opt([3], ge=1)  # F, one value or one per layer
+    stride: list[int] = opt([1], ge=1)  # S
+    padding: list[int] = opt([1], ge=0)  # P; output size M = (N - F + 2P) / S + 1
+    pool: str = opt("max", choices=POOLS)  # after each conv block
+    pool_size: int = opt(2, ge=1)  # pooling window and stride (never pools below 1 pixel)
+    activation: str = opt("relu", choices=ACTIVATIONS)
+    norm: str = opt("none", choices=("none", "batch"))  # after each conv
+    dropout: float = opt(0.0, ge=0.0, lt=1.0)  # after each block of the head
+    hidden: list[int] = opt([64], ge=1)  # MLP head widths after flattening
+
+    def check(self):
+        if not self.channels:
+            raise FieldError("channels", "must hold at least one value")
+        for key in ("kernel", "stride", "padding"):
+            check_per_layer(key, getattr(self, key), len(self.channels))
+
+
+@option(
+    "model",
+    "rnn",
+    inputs=GRID,
+    reads="reads sequences (signals, or images row by row)",
+    no_dropout="model=rnn keeps its activations inside the recurrent cell; use model.dropout with "
+    "model.layers >= 2 (dropout between stacked layers), or regularizer=l2 / weight_decay",
+)
+class RNNConfig(ModelConfig):
+    """Recurrent network h_t = F(x_t, h_{t-1}; W): a signal step by step or an image row by row, then a head"""
+
+    cell: str = opt("gru", choices=CELLS)  # rnn (tanh) | lstm | gru
+    hidden_size: int = opt(64, ge=1)  # units of h_t (per direction)
+    layers: int = opt(1, ge=1)  # stacked recurrent layers
+    bidirectional: bool = False  # also read the sequence backwards; outputs side by side
+    readout: str = opt("last", choices=READOUTS)  # h_T, mean over t, or every step's output
+    dropout: float = opt(0.0, ge=0.0, lt=1.0)  # between stacked layers
+
+
+@option(
+    "model",
+    "resnet",
+    inputs=GRID,
+    reads=CONV,
+    no_dropout="model=resnet has no dropout (it relies on batch norm); use regularizer=weight_decay or l2",
+)
+class ResNetConfig(ModelConfig):
+    """Residual network, CIFAR family (He et al. 2016): 3x3 stem, three stages of basic blocks, pooling, FC"""
+
+    depth: int = 20  # 6n + 2: a 3x3 stem, three stages of n basic blocks, global average pooling, FC
+    widths: list[int] = opt([16, 32, 64], ge=1)  # channels of the stem and the stages
+    skip: bool = True  # H(x) = F(x) + x; false: the plain network with the same parameter count
+
+    def check(self):
+        check_range("depth", self.depth)
+        if self.depth < 8 or (self.depth - 2) % 6:
+            raise FieldError("depth", f"{self.depth} is not 6n + 2 with n >= 1; use 8, 14, 20, 32, 44, 56, 110, ...")
+        if len(self.widths) != 3:
+            raise FieldError("widths", f"give three widths (one per stage), not {len(self.widths)}")
+
+
+def fit_reason(name: str, input_kind: str, input_shape: tuple[int, ...]) -> str | None:
+    """None when model=NAME reads this kind of input, else a one-line reason (from its declared `inputs`)."""
+    c = caps("model", name)
+    if input_kind in c.inputs:
+        return None
+    what = f"{prod(input_shape)} {input_kind} features" if input_kind == "tabular" else f"{input_kind} inputs"
+    order = "no neighbourhood to convolve" if "convolves" in c.reads else "no order to read"
+    readers = ", ".join(f"model={n}" for n in declared_readers(input_kind))
+    return f"it {c.reads or 'reads ' + ', '.join(c.inputs)}, and this data has {what} with {order}; try {readers}"
+
+
+def declared_readers(input_kind: str) -> list[str]:
+    """The declared models that read this kind of input."""
+    return [n for n, d in declared("model").items() if input_kind in d.caps.inputs]

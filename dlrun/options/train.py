@@ -1,0 +1,375 @@
+"""Options of the learning algorithm: loss, optimizer, schedule, regularizer, initialization, trainer."""
+
+from dataclasses import dataclass
+
+from dlrun.options.core import Option, check_choice, declare, opt, option
+
+CLASSES = ("binary", "multiclass")
+
+
+# ----------------------------------------------------------------------------- loss
+@dataclass
+class LossConfig(Option):
+    """Base of the loss options."""
+
+    name: str = "auto"
+
+
+@dataclass
+class MSELossConfig(LossConfig):
+    form: str = opt("mean", choices=("mean", "half_sum"))  # 1/K ||y_hat - y||^2 or 1/2 ||y_hat - y||^2 per example
+
+
+declare(
+    "loss",
+    "auto",
+    MSELossConfig,
+    "Chosen from the task: cross_entropy (multiclass), bce (binary), mse (regression)",
+    tasks=(*CLASSES, "regression"),
+)
+declare(
+    "loss",
+    "cross_entropy",
+    LossConfig,
+    "Categorical cross-entropy on logits: -log softmax(z)_y; d/dz = softmax(z) - 1_y",
+    tasks=CLASSES,
+)
+declare(
+    "loss",
+    "nll",
+    LossConfig,
+    "Negative log-likelihood of the softmax output, -log p_y (same value as cross_entropy)",
+    tasks=CLASSES,
+)
+declare(
+    "loss",
+    "bce",
+    LossConfig,
+    "Binary cross-entropy -y log s(z) - (1 - y) log(1 - s(z)), from the logit z (stable)",
+    tasks=("binary",),
+)
+declare(
+    "loss",
+    "mse",
+    MSELossConfig,
+    "Mean squared error; form=mean: 1/K ||y_hat - y||^2, form=half_sum: 1/2 ||y_hat - y||^2",
+    tasks=("regression",),
+)
+
+
+# ----------------------------------------------------------------------------- optim
+@dataclass
+class OptimConfig(Option):
+    """Base of the optimizer options."""
+
+    name: str = "sgd"
+    lr: float = opt(0.01, gt=0.0)  # alpha, the step size
+    weight_decay: float = opt(0.0, ge=0.0)  # PyTorch's coupled L2 (decoupled for adamw); regularizer=l2: the lecture's
+    impl: str = opt("torch", choices=("torch", "lecture"))  # torch.optim, or the lectures' formulas (optim/lecture.py)
+
+
+@dataclass
+class MomentumConfig(OptimConfig):
+    momentum: float = opt(0.9, ge=0.0, lt=1.0)  # gamma of the heavy-ball update
+
+
+@dataclass
+class AdagradConfig(OptimConfig):
+    eps: float = opt(1e-10, ge=0.0)  # added to the root of G (PyTorch: outside the square root)
+
+
+@dataclass
+class RMSpropConfig(OptimConfig):
+    gamma: float = opt(0.9, ge=0.0, lt=1.0)  # G = gamma G + (1 - gamma) g^2 (PyTorch calls it alpha)
+    eps: float = opt(1e-8, ge=0.0)
+
+
+@dataclass
+class AdamConfig(OptimConfig):
+    beta1: float = opt(0.9, ge=0.0, lt=1.0)
+    beta2: float = opt(0.999, ge=0.0, lt=1.0)
+    eps: float = opt(1e-8, ge=0.0)  # PyTorch and the paper: m_hat / (sqrt(v_hat) + eps)
+    eps_inside_sqrt: bool = False  # the lecture's m_hat / sqrt(v_hat + eps); needs impl=lecture
+
+
+@dataclass
+class NewtonConfig(OptimConfig):
+    damping: float = opt(1e-4, ge=0.0)  # theta -= lr (H + damping I)^-1 g, H the exact Hessian by autograd
+    max_params: int = opt(5000, ge=1)  # larger models are refused (the Hessian has max_params^2 entries)
+
+
+declare(
+    "optim",
+    "gd",
+    OptimConfig,
+    "Gradient descent: one step per epoch on the whole train split",
+    defaults={"lr": 0.1},
+    full_batch=True,
+    lecture=True,
+)
+declare(
+    "optim",
+    "sgd",
+    OptimConfig,
+    "Mini-batch stochastic gradient descent (trainer.batch_size=1 for one-sample SGD)",
+    lecture=True,
+)
+declare(
+    "optim",
+    "momentum",
+    MomentumConfig,
+    "SGD with heavy-ball momentum (equal to theta - alpha g + gamma (theta - theta_prev) while lr is constant)",
+    lecture=True,
+)
+declare("optim", "nesterov", MomentumConfig, "SGD with Nesterov momentum")
+declare(
+    "optim",
+    "adagrad",
+    AdagradConfig,
+    "AdaGrad: G += g^2, theta -= alpha g / (sqrt(G) + eps); impl=lecture: alpha g / sqrt(G + eps)",
+    lecture=True,
+)
+declare(
+    "optim",
+    "rmsprop",
+    RMSpropConfig,
+    "RMSProp: G = gamma G + (1 - gamma) g^2, theta -= alpha g / (sqrt(G) + eps); impl=lecture: / sqrt(G + eps)",
+    defaults={"lr": 0.001},
+    lecture=True,
+)
+declare(
+    "optim",
+    "adam",
+    AdamConfig,
+    "Adam with bias correction; eps outside the root as in the paper and PyTorch "
+    "(lecture: impl=lecture eps_inside_sqrt=true)",
+    defaults={"lr": 0.001},
+    lecture=True,
+)
+declare(
+    "optim",
+    "adamw",
+    AdamConfig,
+    "Adam with decoupled weight decay (Loshchilov and Hutter)",
+    defaults={"lr": 0.001, "weight_decay": 0.01},
+)
+declare(
+    "optim",
+    "newton",
+    NewtonConfig,
+    "Newton's method: theta -= lr (H + damping I)^-1 g, with the exact Hessian "
+    "of the full-batch loss by autograd (small models only)",
+    defaults={"lr": 1.0},
+    full_batch=True,
+    closure=True,
+)
+
+
+# ----------------------------------------------------------------------------- sched
+@dataclass
+class SchedConfig(Option):
+    """Base of the learning-rate schedules."""
+
+    name: str = "constant"
+    warmup_steps: int = opt(0, ge=0)  # linear warmup from lr/warmup_steps to lr over this many steps
+
+
+@dataclass
+class StepSchedConfig(SchedConfig):
+    milestones: list[float] = opt([0.5, 0.75], gt=0.0, lt=1.0)  # fractions of all steps
+    gamma: float = opt(0.1, gt=0.0)  # lr factor at each milestone
+
+
+@dataclass
+class CosineSchedConfig(SchedConfig):
+    min_factor: float = opt(0.0, ge=0.0, le=1.0)  # the last lr as a fraction of the first
+
+
+@dataclass
+class InverseTimeSchedConfig(SchedConfig):
+    k: float = opt(0.01, ge=0.0)  # alpha_t = alpha_0 / (1 + k t), t in steps
+
+
+declare("sched", "constant", SchedConfig, "Constant learning rate")
+declare(
+    "sched", "warmup", SchedConfig, "Linear warmup over warmup_steps, then constant", defaults={"warmup_steps": 100}
+)
+declare("sched", "step", StepSchedConfig, "Multiply the lr by gamma at each milestone (fractions of all steps)")
+declare("sched", "cosine", CosineSchedConfig, "Cosine decay from lr to min_factor * lr over all steps")
+declare(
+    "sched", "inverse_time", InverseTimeSchedConfig, "Robbins-Monro decay alpha_t = alpha_0 / (1 + k t), t in steps"
+)
+
+
+# ----------------------------------------------------------------------------- regularizer
+@dataclass
+class RegularizerConfig(Option):
+    """Base of the regularizers: a penalty of strength lambda."""
+
+    name: str = "none"
+    strength: float = opt(0.0, ge=0.0)  # lambda
+
+
+@dataclass
+class L1Config(RegularizerConfig):
+    zero_threshold: float = opt(1e-3, ge=0.0)  # weights with |w| below this count as zero in the logged sparsity
+
+
+@dataclass
+class ElasticConfig(L1Config):
+    l1_ratio: float = opt(0.5, ge=0.0, le=1.0)  # Omega = lambda (r sum |W| + (1 - r)/2 sum ||W||^2)
+
+
+@option(
+    "regularizer",
+    "dropout",
+    "Inverted dropout after every hidden activation (mlp, cnn head): drop with probability p, scale survivors "
+    "by 1/(1 - p); off in eval",
+)
+class DropoutRegConfig(Option):
+    """Inverted dropout as a regularizer: sets the model's own dropout to p."""
+
+    name: str = ""
+    p: float = opt(0.5, ge=0.0, lt=1.0)  # drop probability of each hidden unit; identity at evaluation
+
+
+LAMBDA = {"strength": 1e-4}
+declare("regularizer", "none", RegularizerConfig, "No regularization term")
+declare(
+    "regularizer",
+    "l2",
+    RegularizerConfig,
+    "L2 as the lecture writes it: lambda/2 sum ||W||^2 over weights only "
+    "(no biases, no norm layers); logged as train/reg_loss",
+    defaults=LAMBDA,
+)
+declare(
+    "regularizer",
+    "weight_decay",
+    RegularizerConfig,
+    "Decoupled weight decay: each step W <- W - lr (update + lambda W), as in AdamW, weights only; not a loss term",
+    defaults=LAMBDA,
+)
+declare(
+    "regularizer",
+    "l1",
+    L1Config,
+    "L1 as the lecture writes it: lambda sum |W| over weights only; logs "
+    "weights/sparsity, the fraction of |w| < zero_threshold",
+    defaults=LAMBDA,
+)
+declare(
+    "regularizer",
+    "elastic",
+    ElasticConfig,
+    "Elastic net: lambda (r sum |W| + (1 - r)/2 sum ||W||^2) over weights only, r = l1_ratio; logs weights/sparsity",
+    defaults=LAMBDA,
+)
+
+
+# ----------------------------------------------------------------------------- init
+@dataclass
+class InitConfig(Option):
+    """Base of the initializations."""
+
+    name: str = "default"
+    bias: float = 0.0  # every bias is set to this (not for init=default, which keeps PyTorch's biases)
+
+
+@dataclass
+class NormalInitConfig(InitConfig):
+    std: float = opt(0.01, ge=0.0)  # W ~ N(0, std^2)
+
+
+@dataclass
+class UniformInitConfig(InitConfig):
+    a: float = opt(0.05, ge=0.0)  # W ~ U[-a, a]
+
+
+@dataclass
+class ConstantInitConfig(InitConfig):
+    c: float = 0.1  # every weight equals c (symmetry is never broken)
+
+
+@dataclass
+class OrthogonalInitConfig(InitConfig):
+    gain: float = opt(1.0, ge=0.0)  # W = gain Q, Q (semi-)orthogonal
+
+
+declare(
+    "init", "default", InitConfig, "PyTorch's defaults (Kaiming-uniform weights with a = sqrt(5), small uniform biases)"
+)
+declare(
+    "init",
+    "glorot_uniform",
+    InitConfig,
+    "Glorot/Xavier uniform weights U[-t, t], t = sqrt(6 / (fan_in + fan_out)); biases = init.bias (0)",
+)
+declare(
+    "init",
+    "glorot_normal",
+    InitConfig,
+    "Glorot/Xavier normal weights N(0, 2 / (fan_in + fan_out)); biases = init.bias (0)",
+)
+declare(
+    "init",
+    "he_uniform",
+    InitConfig,
+    "He/Kaiming uniform weights U[-t, t], t = sqrt(6 / fan_in), for ReLU nets; biases = init.bias (0)",
+)
+declare(
+    "init", "he_normal", InitConfig, "He/Kaiming normal weights N(0, 2 / fan_in) for ReLU nets; biases = init.bias (0)"
+)
+declare(
+    "init",
+    "zeros",
+    InitConfig,
+    "All weights zero, biases = init.bias: a tanh net sits at a saddle and every unit of "
+    "a layer stays identical (the lecture's failure case)",
+)
+declare("init", "normal", NormalInitConfig, "Gaussian weights N(0, std^2); biases = init.bias (0)")
+declare("init", "uniform", UniformInitConfig, "Uniform weights U[-a, a]; biases = init.bias (0)")
+declare(
+    "init",
+    "constant",
+    ConstantInitConfig,
+    "Every weight equals c, biases = init.bias: symmetry is never broken (the lecture's failure case)",
+)
+declare(
+    "init",
+    "orthogonal",
+    OrthogonalInitConfig,
+    "(Semi-)orthogonal weights scaled by gain (Saxe et al.; each gate "
+    "of a recurrent matrix on its own); biases = init.bias (0)",
+)
+
+
+# ----------------------------------------------------------------------------- trainer
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@option("trainer", "default")
+class TrainerConfig(Option):
+    """30 epochs, batch 32, evaluate every epoch, log every 50 steps"""
+
+    epochs: int = opt(30, ge=1)
+    steps: int = opt(0, ge=0)  # if > 0, train for this many optimizer steps instead of `epochs`
+    batch_size: int = opt(32, ge=1)  # examples per step (optim=gd uses the whole train split)
+    eval_every: int = opt(0, ge=0)  # steps between evaluations on val; 0 = once per epoch
+    log_every: int = opt(50, ge=1, hparam=False)  # steps between train/loss, lr, grad/norm and weight-norm scalars
+    hist_every: int = opt(500, ge=0, hparam=False)  # steps between weight and gradient histograms; 0 = off
+    device: str = opt("auto", hparam=False)  # auto = cuda, then mps, then cpu; or cpu, cuda, cuda:1, mps
+    seed: int = opt(0, hparam=False)  # model init, data order and dropout
+    threads: int = opt(1, ge=0, hparam=False)  # CPU threads for PyTorch; 0 = PyTorch's default (all cores)
+    grad_clip: float = opt(0.0, ge=0.0)  # max global gradient norm; 0 = off
+    monitor: str = "auto"  # metric for `best` and early stopping; auto = val/acc (classification) or val/loss
+    patience: int = opt(0, ge=0)  # evaluations without improvement before stopping; 0 = never stop early
+    min_delta: float = opt(0.0, ge=0.0)  # smallest change of `monitor` that counts as an improvement
+    test_with: str = opt("last", choices=("last", "best"))  # weights for the final test metrics
+    checkpoint: bool = opt(True, hparam=False)  # write checkpoints/last.pt and best.pt
+    checkpoint_every: float = opt(60.0, ge=0.0, hparam=False)  # seconds between checkpoint writes at evaluations
+    progress: str = opt("auto", choices=("auto", "bar", "lines", "none"), hparam=False)  # auto: a bar on a terminal
+    diag_every: int = opt(500, ge=0, hparam=False)  # steps between diagnostics (grad norm, update/weight, activations)
+
+    def check(self):
+        check_choice("device", self.device.split(":")[0], DEVICES)
