@@ -5,6 +5,7 @@ lists the keys, their types and their valid ranges. `check_*` helpers raise Fiel
 compose() turns into one line naming the full key.
 """
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -275,6 +276,35 @@ class ClustersConfig(SyntheticConfig):
     def __post_init__(self):
         super().__post_init__()
         check_range("classes", self.classes, 2)
+
+
+FILE_TASKS = ("auto", "classification", "regression")
+
+
+@dataclass
+class FilesConfig(DataConfig):
+    """data=files: the user's own CSV file, .npz / .npy arrays or folder of images (dlrun/data/files.py)."""
+
+    name: str = "files"
+    path: str = ""  # a .csv, .npz or .npy file, or a folder with one sub-folder of images per class; relative to cwd
+    target: str = ""  # CSV: the label column; "" = the last column
+    labels: str = ""  # .npy: the file of labels, one per row of data.path (data.path=x.npy data.labels=y.npy)
+    task: str = "auto"  # auto | classification | regression; auto: text or few integer labels are classes
+    image_size: list[int] = field(default_factory=list)  # images: [H, W] to resize to; [] = keep (one size for all)
+    channels: int = 0  # images: 0 = infer (1 when every image is grayscale, else 3), 1 (grayscale) or 3 (RGB)
+    standardize_targets: bool = True  # regression: targets scaled by the train mean and std
+
+    def __post_init__(self):
+        super().__post_init__()
+        # recorded as absolute paths, so that resume and viz read the same files from any directory
+        self.path = os.path.abspath(os.path.expanduser(self.path)) if self.path else ""
+        self.labels = os.path.abspath(os.path.expanduser(self.labels)) if self.labels else ""
+        check_choice("task", self.task, FILE_TASKS)
+        if len(self.image_size) not in (0, 2):
+            raise FieldError("image_size", f"give [H, W] (or [] to keep the images' size), not {self.image_size}")
+        check_widths("image_size", self.image_size)
+        if self.channels not in (0, 1, 3):
+            raise FieldError("channels", f"{self.channels} is not valid; choose from: 0 (infer), 1 (gray), 3 (RGB)")
 
 
 # ---------------------------------------------------------------- loss
@@ -562,6 +592,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         **{n: SyntheticConfig for n in ("xor", "moons", "circles")},
         "sine": SineConfig,
         **{n: ClustersConfig for n in ("spirals", "blobs")},
+        "files": FilesConfig,
         "mnist1d": MNIST1DConfig,
         **{n: ImageSetConfig for n in ("mnist", "fashion_mnist", "kmnist", "cifar10")},
         "adding": AddingConfig,

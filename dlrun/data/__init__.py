@@ -74,6 +74,6 @@ def cache_dir() -> Path:
 
 def build(cfg) -> Dataset:
     """The dataset named by `cfg.name` (a DataConfig), split and standardized."""
-    from dlrun.data import bundled, images, mnist1d, sequences  # noqa: F401  (register their sets)
+    from dlrun.data import bundled, files, images, mnist1d, sequences  # noqa: F401  (register their sets)
 
     return DATASETS.get(cfg.name)(cfg)
