@@ -222,8 +222,8 @@ def _register(group: str, name: str, schema: type, help: str, caps: dict[str, An
         bad = sorted(set(caps) - known)[0]
         raise TypeError(f"{group}={name}: unknown capability '{bad}'; valid: {', '.join(sorted(known)) or 'none'}")
     old = _OPTIONS[group].get(name)
-    same = old is not None and (old.schema.__module__, old.schema.__qualname__) == (schema.__module__, schema.__qualname__)
-    if old is not None and not same:  # the same module imported again (a plugin reloaded) replaces its own
+    ident = (schema.__module__, schema.__qualname__)
+    if old is not None and (old.schema.__module__, old.schema.__qualname__) != ident:  # the same module imported again (a plugin reloaded) replaces its own
         raise ValueError(f"{group}={name} is declared twice ({old.schema.__module__} and {schema.__module__})")
     decl = Declaration(group, name, schema, help, caps_type(**caps))
     _OPTIONS[group][name] = decl

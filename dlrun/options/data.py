@@ -1,5 +1,6 @@
 """Data options: the bundled, generated and downloadable sets users pick with data=NAME."""
 
+import os
 from dataclasses import dataclass, field
 
 from dlrun.options.core import FieldError, Option, declare, opt, option
@@ -79,6 +80,28 @@ class AddingConfig(SequenceConfig):
 class SinesConfig(SequenceConfig):
     noise: float = opt(0.05, ge=0.0)  # Gaussian noise std added to every value
     standardize_targets: bool = False  # targets scaled by the train mean and std
+
+
+@option("data", "files", "Your own data: a CSV file, .npz / .npy arrays or a folder of images (set data.path)")
+class FilesConfig(RegressionConfig):
+    """data=files: the user's own CSV file, .npz / .npy arrays or folder of images (dlrun/data/files.py)."""
+
+    path: str = ""  # a .csv, .npz or .npy file, or a folder with one sub-folder of images per class; relative to cwd
+    target: str = ""  # CSV: the label column; "" = the last column
+    labels: str = ""  # .npy: the file of labels, one per row of data.path (data.path=x.npy data.labels=y.npy)
+    task: str = opt("auto", choices=("auto", "classification", "regression"))  # auto: text or few integer labels
+    image_size: list[int] = opt([], ge=1)  # images: [H, W] to resize to; [] = keep (one size for all)
+    channels: int = 0  # images: 0 = infer (1 when every image is grayscale, else 3), 1 (grayscale) or 3 (RGB)
+
+    def check(self):
+        super().check()
+        # recorded as absolute paths, so that resume and viz read the same files from any directory
+        self.path = os.path.abspath(os.path.expanduser(self.path)) if self.path else ""
+        self.labels = os.path.abspath(os.path.expanduser(self.labels)) if self.labels else ""
+        if len(self.image_size) not in (0, 2):
+            raise FieldError("image_size", f"give [H, W] (or [] to keep the images' size), not {self.image_size}")
+        if self.channels not in (0, 1, 3):
+            raise FieldError("channels", f"{self.channels} is not valid; choose from: 0 (infer), 1 (gray), 3 (RGB)")
 
 
 @option("data", "mnist1d", input_kind="signal", shape=(1, 40), classes=10)

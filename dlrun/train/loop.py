@@ -454,6 +454,7 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
         **info,
         "name": rundir.run_name(cfg),
         "experiment": cfg.experiment,
+        "classes": list(s.task.class_names),  # label i is classes[i]; [] for regression and unnamed classes
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(first_start)),
         "started_at": first_start,  # seconds since the epoch, for sorting runs
     }
