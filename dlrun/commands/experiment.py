@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.cli import app, handle_errors
+from dlrun.commands.base import app, handle_errors
 
 experiment_app = typer.Typer(
     help="The lectures' claims as experiments: run them across seeds and see whether they hold.",

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dlrun.cli import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
+from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
 
 SWEEP_HELP = (
     OVERRIDES_HELP + " Sweeps: optim=sgd,adam, choice(a,b), range(1,4), interval(a,b), "

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.cli import app, handle_errors
+from dlrun.commands.base import app, handle_errors
 
 viz_app = typer.Typer(
     name="viz",
