@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from dlrun.cli import app
 from tests.conftest import dlrun, quick
 
 runner = CliRunner()
+TEXT = {"capture_output": True, "text": True}
 
 
 def test_help_does_not_import_torch():
@@ -125,3 +127,31 @@ def test_step_activation_warns_that_gradient_is_zero(runs):
     )
     assert result.returncode == 0
     assert "warning: model.activation=step" in result.stderr and "gradient is zero" in result.stderr
+
+
+def test_version_and_python_m_dlrun():
+    import dlrun as package
+
+    for result in (dlrun("--version"), subprocess.run([sys.executable, "-m", "dlrun", "--version"], **TEXT)):
+        assert result.returncode == 0 and result.stdout == f"dlrun {package.__version__}\n", result
+    listed = subprocess.run([sys.executable, "-m", "dlrun", "list", "optim"], **TEXT)
+    assert listed.returncode == 0 and "rmsprop" in listed.stdout
+
+
+def test_shell_completion():
+    script = dlrun("--show-completion", "bash")
+    assert script.returncode == 0 and "_DLRUN_COMPLETE" in script.stdout
+    env = {**os.environ, "_DLRUN_COMPLETE": "complete_bash", "COMP_WORDS": "dlrun tr", "COMP_CWORD": "1"}
+    words = subprocess.run([sys.executable, "-m", "dlrun", "tr"], env=env, **TEXT)
+    assert words.stdout.split() == ["train"]
+
+
+def test_plugins_load_before_the_command(tmp_path):
+    good = tmp_path / "good.py"
+    good.write_text("import sys\nprint('plugin loaded', file=sys.stderr)\n")
+    result = dlrun("--plugin", str(good), "list", "optim")
+    assert result.returncode == 0 and result.stderr.count("plugin loaded") == 1 and "rmsprop" in result.stdout
+    env = {**os.environ, "DLRUN_PLUGINS": f"{tmp_path / 'none.py'}{os.pathsep}{good}"}
+    bad = subprocess.run([sys.executable, "-m", "dlrun", "list"], env=env, **TEXT)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: plugin ") and "none.py" in lines[0]

@@ -1,4 +1,4 @@
-"""What every command module uses: the Typer `app`, error and warning display.
+"""What every command module uses: the Typer `app`, its global options, error and warning display.
 
 Only typer and rich are imported at the top, so `dlrun --help` stays fast.
 """
@@ -6,6 +6,7 @@ Only typer and rich are imported at the top, so `dlrun --help` stays fast.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import warnings
 
@@ -18,7 +19,6 @@ app = typer.Typer(
     "Hydra's override grammar: [bold]group=option[/] picks an option, [bold]key=value[/] sets a value.",
     rich_markup_mode="rich",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 OVERRIDES_HELP = (
@@ -56,3 +56,37 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"warning: {message}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from dlrun import __version__
+
+        print(f"dlrun {__version__}")
+        raise typer.Exit()
+
+
+def plugin_paths(options: list[str] | None) -> list[str]:
+    """The plugin files to load, each once: $DLRUN_PLUGINS (separated like PATH), then each --plugin."""
+    paths = [p for p in os.environ.get("DLRUN_PLUGINS", "").split(os.pathsep) if p] + list(options or [])
+    return list(dict.fromkeys(paths))
+
+
+@app.callback()
+@handle_errors
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print dlrun's version and exit."
+    ),
+    plugin: list[str] | None = typer.Option(
+        None,
+        "--plugin",
+        metavar="PATH",
+        help=f"A Python file to load before the command (repeatable); also $DLRUN_PLUGINS, '{os.pathsep}'-separated.",
+        show_default=False,
+    ),
+):
+    """Global options: they go before the command."""
+    from dlrun import plugins
+
+    plugins.load(plugin_paths(plugin))
