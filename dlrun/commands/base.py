@@ -1,4 +1,4 @@
-"""What every command module uses: the Typer `app`, its global options, error and warning display.
+"""What every command module uses: the Typer `app`, its global options, error and warning display, tables.
 
 Only typer and rich are imported at the top, so `dlrun --help` stays fast.
 """
@@ -11,6 +11,8 @@ import sys
 import warnings
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 app = typer.Typer(
     name="dlrun",
@@ -56,6 +58,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"warning: {message}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    """Print a rich table; when stdout is not a terminal it is as wide as its cells, not cut to 80 columns."""
+    console = console or Console()
+    if not console.is_terminal:
+        natural = console.measure(table, options=console.options.update_width(10**6)).maximum
+        console.width = max(console.width, natural)
+    console.print(table)
 
 
 def _print_version(value: bool) -> None:

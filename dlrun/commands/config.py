@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
+from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, print_table
 
 
 @app.command(
@@ -57,7 +57,7 @@ def summary(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HE
         params = f"{row['params']:,}" if row["params"] else ""
         table.add_row(row["layer"], row["type"], str(row["output"]), params, row["formula"])
     console = Console()
-    console.print(table)
+    print_table(table, console)
     task = setup.task
     head = f"{task.n_classes} classes" if task.is_classification else f"{task.n_targets} targets"
     console.print(
@@ -84,4 +84,4 @@ def list_(group: str | None = typer.Argument(None, help="Show only this group (m
             mark = " *" if chosen.get(g) == name else ""
             table.add_row(g if i == 0 else "", name + mark, desc)
         table.add_section()
-    Console().print(table)
+    print_table(table)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
+from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, print_table
 
 
 @app.command(
@@ -63,6 +63,6 @@ def _print_summary(summary: dict) -> None:
     if summary.get("samples_per_s"):
         table.add_row("samples/s", f"{summary['samples_per_s']:,.0f}")
     table.add_row("device", summary["device"])
-    console.print(table)
+    print_table(table, console)
     console.print(f"run directory: {summary['run_dir']}", highlight=False, soft_wrap=True)
     console.print(f"tensorboard --logdir {Path(summary['run_dir']).parent.parent}", highlight=False, soft_wrap=True)
