@@ -85,7 +85,7 @@ def plugin_paths(options: list[str] | None) -> list[str]:
 
 @app.callback()
 @handle_errors
-def main(
+def global_options(
     version: bool = typer.Option(
         False, "--version", callback=_print_version, is_eager=True, help="Print dlrun's version and exit."
     ),
