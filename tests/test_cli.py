@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -13,6 +15,7 @@ from dlrun.cli import app
 from tests.conftest import dlrun, quick
 
 runner = CliRunner()
+TEXT = {"capture_output": True, "text": True}
 
 
 def test_help_does_not_import_torch():
@@ -125,3 +128,57 @@ def test_step_activation_warns_that_gradient_is_zero(runs):
     )
     assert result.returncode == 0
     assert "warning: model.activation=step" in result.stderr and "gradient is zero" in result.stderr
+
+
+def test_version_and_python_m_dlrun():
+    import dlrun as package
+
+    for result in (dlrun("--version"), subprocess.run([sys.executable, "-m", "dlrun", "--version"], **TEXT)):
+        assert result.returncode == 0 and result.stdout == f"dlrun {package.__version__}\n", result
+    listed = subprocess.run([sys.executable, "-m", "dlrun", "list", "optim"], **TEXT)
+    assert listed.returncode == 0 and "rmsprop" in listed.stdout
+
+
+def test_shell_completion():
+    script = dlrun("--show-completion", "bash")
+    assert script.returncode == 0 and "_DLRUN_COMPLETE" in script.stdout
+    env = {**os.environ, "_DLRUN_COMPLETE": "complete_bash", "COMP_WORDS": "dlrun tr", "COMP_CWORD": "1"}
+    words = subprocess.run([sys.executable, "-m", "dlrun", "tr"], env=env, **TEXT)
+    assert words.stdout.split() == ["train"]
+
+
+def fake_runs(root) -> None:
+    """Two run directories with a summary.json each, one with a name too long for 80 (or 200) columns."""
+    long_name = "a-run-with-a-long-name-" * 8
+    for name, metrics in ((long_name, {"test/acc": 0.9, "best/val/acc": 0.95}), ("short", {"val/loss": 0.5})):
+        run = root / name / "2026-01-01_12-00-00"
+        run.mkdir(parents=True)
+        summary = {"status": "completed", "step": 10, "metrics": metrics, "wall_time_s": 1.5}
+        (run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_runs_formats(tmp_path):
+    fake_runs(tmp_path)
+    table = dlrun("runs", str(tmp_path))
+    assert table.returncode == 0
+    assert any("a-run-with-a-long-name-" * 8 in line for line in table.stdout.splitlines()), table.stdout
+    csv_out = dlrun("runs", str(tmp_path), "--format", "csv")
+    rows = list(csv.DictReader(csv_out.stdout.splitlines()))
+    assert [r["run"].split("/")[0] for r in rows] == ["a-run-with-a-long-name-" * 8, "short"]
+    assert rows[0]["best/val/acc"] == "0.95" and rows[0]["val/loss"] == "" and rows[1]["val/loss"] == "0.5"
+    runs_json = json.loads(dlrun("runs", str(tmp_path), "--format", "json").stdout)
+    assert [r["metrics"] for r in runs_json] == [{"test/acc": 0.9, "best/val/acc": 0.95}, {"val/loss": 0.5}]
+    bad = dlrun("runs", str(tmp_path), "--format", "xml")
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "table, csv, json" in lines[0]
+
+
+def test_plugins_load_before_the_command(tmp_path):
+    good = tmp_path / "good.py"
+    good.write_text("import sys\nprint('plugin loaded', file=sys.stderr)\n")
+    result = dlrun("--plugin", str(good), "list", "optim")
+    assert result.returncode == 0 and result.stderr.count("plugin loaded") == 1 and "rmsprop" in result.stdout
+    env = {**os.environ, "DLRUN_PLUGINS": f"{tmp_path / 'none.py'}{os.pathsep}{good}"}
+    bad = subprocess.run([sys.executable, "-m", "dlrun", "list"], env=env, **TEXT)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: plugin ") and "none.py" in lines[0]

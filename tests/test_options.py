@@ -78,11 +78,12 @@ def candidates(f, default):
         return [default / 2, default + 0.1, default * 2 + 1e-3, 0.5 if default != 0.5 else 0.25]
     if isinstance(default, list):
         if not default:
-            return [[1], [0.5]]
+            return [[1], [8, 8], [0.5]]
         step = 1 if isinstance(default[0], int) else None
         return [[v + 1 for v in default], default[:1]] if step else [[v / 2 for v in default], default[:1]]
     if isinstance(default, str):
-        return {"device": ["cpu", "cuda:1"], "monitor": ["val/loss"]}.get(f.name, ["other"])
+        absolute = {"path": ["/data/my.csv"], "labels": ["/data/y.npy"]}  # files: paths are made absolute
+        return {"device": ["cpu", "cuda:1"], "monitor": ["val/loss"], **absolute}.get(f.name, ["other"])
     return []
 
 

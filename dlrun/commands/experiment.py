@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.cli import app, handle_errors
+from dlrun.commands.base import app, handle_errors, print_table
 
 experiment_app = typer.Typer(
     help="The lectures' claims as experiments: run them across seeds and see whether they hold.",
@@ -46,7 +46,7 @@ def list_():
         text = row["claim"] or f"[dim]{row['description']}[/] (no claim; dlrun train experiment={row['name']})"
         runtime = f"~{row['runtime_s']:.0f} s" if row["runtime_s"] else ""
         table.add_row(row["name"], text, runtime)
-    Console().print(table)
+    print_table(table)
 
 
 @experiment_app.command(

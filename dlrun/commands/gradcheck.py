@@ -10,7 +10,7 @@ from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.cli import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
+from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
 
 COLORS = {"good": "green", "acceptable": "cyan", "suspicious": "yellow", "wrong": "bold red"}
 THRESHOLDS = "good <= 1e-7 < acceptable < 1e-4 <= suspicious <= 1e-2 < wrong"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dlrun.cli import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
+from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
 
 
 @app.command(

@@ -6,11 +6,10 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dlrun.cli import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
+from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, print_table
 
 SWEEP_HELP = (
     OVERRIDES_HELP + " Sweeps: optim=sgd,adam, choice(a,b), range(1,4), interval(a,b), "
@@ -250,7 +249,7 @@ def _print_table(found) -> None:
         cells = [escape(c) for c in cells]  # "[16]" is a value, not markup
         cells[-2] = f"[{STATUS_COLORS.get(row.status, 'red')}]{cells[-2]}[/]"
         table.add_row(*cells)
-    Console().print(table)
+    print_table(table)
 
 
 def _print_best(found) -> None:

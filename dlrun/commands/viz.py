@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from dlrun.cli import app, handle_errors
+from dlrun.commands.base import app, handle_errors, print_table
 
 viz_app = typer.Typer(
     name="viz",
@@ -76,7 +75,7 @@ def layers(run_dir: Path = _run_arg(), weights: str = _weights_opt()):
         table.add_column(col, justify="right" if col == "parameters" else "left")
     for row in layer_table(run.model, run.task.input_shape):
         table.add_row(row["layer"], row["type"], str(row["output"]), f"{row['params']:,}" if row["params"] else "")
-    Console().print(table)
+    print_table(table)
     if run.task.is_classification:
         print(f"targets: class (every class), class:C (C in 0..{run.task.n_classes - 1}), LAYER or LAYER:UNIT")
 

@@ -11,6 +11,7 @@ space.py     Hydra's sweep grammar -> Optuna distributions; the points checked b
 runner.py    the study loop: jobs as subprocesses, failures, budget, resume, shared storage
 trial.py     the training process of one (trial, seed): `python -m dlrun.sweep.trial`
 results.py   rows of a sweep or of a folder of runs, best first; table, csv, markdown, json
+study.py     what runner and results share: the sweep's arguments (sweep.yaml), the study's storage
 hparams.py   TensorBoard's HParams view of a sweep (<sweep>/tensorboard/)
 
 Nothing is imported here, so that a training process (trial.py) starts without Optuna.

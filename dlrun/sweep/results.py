@@ -138,7 +138,7 @@ def collect(path: Path | str, metric: str | None = None) -> Results:
 def from_sweep(sweep_dir: Path, metric: str | None = None) -> Results:
     import optuna
 
-    from dlrun.sweep.runner import SweepSpec, open_storage, quiet_optuna
+    from dlrun.sweep.study import SweepSpec, open_storage, quiet_optuna
 
     spec = SweepSpec.load(sweep_dir)
     quiet_optuna()
@@ -153,8 +153,8 @@ def from_study(study, spec, source: str, metric: str | None = None) -> Results:
     """One row per trial of the study (a failed trial that was queued again gives way to its retry)."""
     from optuna.trial import TrialState
 
-    from dlrun.sweep.runner import retried
     from dlrun.sweep.space import parse
+    from dlrun.sweep.study import retried
 
     space = parse(spec.overrides)
     metric = metric or spec.metric

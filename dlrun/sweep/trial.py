@@ -78,7 +78,8 @@ def run(args) -> int:
     if args.storage:
         import optuna
 
-        from dlrun.sweep.runner import make_pruner, open_storage, quiet_optuna
+        from dlrun.sweep.runner import make_pruner
+        from dlrun.sweep.study import open_storage, quiet_optuna
 
         quiet_optuna()
         study = optuna.load_study(

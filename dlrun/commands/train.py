@@ -1,0 +1,68 @@
+"""`dlrun train`: compose the config, train, print the summary (the library is dlrun/train/)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, print_table
+
+
+@app.command(
+    context_settings=PASS_THROUGH,
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun train                                   [dim]# MLP on digits[/]\n\n"
+        "  dlrun train model=linear data=xor             [dim]# logistic regression on XOR[/]\n\n"
+        "  dlrun train 'model.hidden=[64,64]' optim=sgd optim.lr=0.1 trainer.epochs=50\n\n"
+        "  dlrun train data=diabetes                     [dim]# regression: MSE, logs val/mse[/]\n\n"
+        "  dlrun train experiment=xor_hidden\n\n"
+        "  dlrun train resume=runs/mlp-digits/2026-01-01_12-00-00 trainer.epochs=60"
+    ),
+)
+@handle_errors
+def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)):
+    """Train a model; the run goes to [bold]runs/<name>/<time>/[/] (config, metrics, checkpoints, TensorBoard)."""
+    from dlrun.config import compose
+
+    overrides = list(overrides or [])
+    cfg = compose(overrides)
+    from dlrun.train import progress
+    from dlrun.train import train as run_training
+
+    view = progress.make(cfg.trainer.progress, Console())
+    try:
+        summary = run_training(cfg, callbacks=[view] if view else [], overrides=overrides)
+    finally:
+        if view:
+            view.close()
+    _print_summary(summary)
+    if summary["status"] == "interrupted":
+        print(
+            f"interrupted at step {summary['step']}; continue with: dlrun train resume={summary['run_dir']}",
+            file=sys.stderr,
+        )
+        raise typer.Exit(130)
+
+
+def _print_summary(summary: dict) -> None:
+    console = Console()
+    table = Table(title=f"{summary['name']}: {summary['status']}", show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in summary["metrics"].items():
+        table.add_row(key, f"{value:.4f}")
+    table.add_row("parameters", f"{summary['params']:,}")
+    table.add_row("steps", f"{summary['step']} ({summary['epoch']:g} epochs)")
+    table.add_row("train time", f"{summary['train_time_s']:.2f} s")
+    table.add_row("wall time", f"{summary['wall_time_s']:.2f} s")
+    if summary.get("samples_per_s"):
+        table.add_row("samples/s", f"{summary['samples_per_s']:,.0f}")
+    table.add_row("device", summary["device"])
+    print_table(table, console)
+    console.print(f"run directory: {summary['run_dir']}", highlight=False, soft_wrap=True)
+    console.print(f"tensorboard --logdir {Path(summary['run_dir']).parent.parent}", highlight=False, soft_wrap=True)

@@ -1,0 +1,107 @@
+"""What the sweep loop and the results both read: the sweep's arguments, the study's storage, retried trials.
+
+runner.py runs a study and results.py reads one back; both import from here, and results never from runner.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.trial import FrozenTrial
+
+from dlrun.errors import ConfigError
+from dlrun.files import atomic_write
+
+HEARTBEAT_S = 10  # a running trial's sweep process writes a heartbeat this often
+GRACE_S = 60  # a trial whose heartbeat is older than this is taken as lost (another machine died)
+MAX_RETRY = 3  # a lost trial is queued again at most this many times
+SQLITE_TIMEOUT_S = 60  # how long a process waits for another's SQLite write lock
+
+
+# ----------------------------------------------------------------------------- the sweep's arguments
+@dataclass
+class SweepSpec:
+    """Everything a sweep runs by; saved as <sweep>/sweep.yaml so that --resume needs nothing else."""
+
+    overrides: list[str]  # Hydra's grammar, sweeps and fixed overrides (an experiment's sweeps included)
+    sampler: str  # grid, random, tpe
+    trials: int  # the budget: configurations tried (see the module docstring)
+    metric: str  # e.g. val/acc: its final value in each run's summary.json
+    direction: str  # maximize or minimize
+    study: str  # the Optuna study's name
+    seeds: list[int] | None = None  # trainer.seed of each repeat; None: one run with the config's seed
+    pruner: str = "none"
+    storage: str | None = None  # an Optuna storage URL; None: sqlite in the sweep directory
+    max_failures: int | None = None  # stop after this many failed trials
+    jobs: int = 1  # trainings at once
+
+    def url(self, sweep_dir: Path) -> str:
+        return self.storage or f"sqlite:///{(Path(sweep_dir) / 'study.db').resolve()}"
+
+    def save(self, sweep_dir: Path) -> None:
+        atomic_write(Path(sweep_dir) / "sweep.yaml", yaml.safe_dump(asdict(self), sort_keys=False))
+
+    @classmethod
+    def load(cls, sweep_dir: Path) -> SweepSpec:
+        path = Path(sweep_dir) / "sweep.yaml"
+        if not path.is_file():
+            raise ConfigError(f"{sweep_dir}: no sweep.yaml there; give a sweep directory (runs/sweeps/<name>-<time>)")
+        return cls(**yaml.safe_load(path.read_text()))
+
+    def same_sweep(self, other: dict[str, Any]) -> bool:
+        keys = ("overrides", "sampler", "metric", "direction", "seeds", "pruner")
+        return all(other.get(k) == getattr(self, k) for k in keys)
+
+
+# ----------------------------------------------------------------------------- Optuna pieces
+def quiet_optuna() -> None:
+    """Optuna's per-trial log lines and experimental-feature warnings stay out of the sweep's output."""
+    import warnings
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+    # this loop asks and tells, and records the heartbeats itself
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+
+def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
+    """An RDB storage that waits for other processes' locks and, with heartbeat, finds lost trials."""
+    import sqlalchemy.exc
+
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    if not url.startswith("sqlite"):
+        engine_kwargs["pool_pre_ping"] = True  # a shared server may drop idle connections
+    beat = {}
+    if heartbeat:
+        beat = {
+            "heartbeat_interval": HEARTBEAT_S,
+            "grace_period": GRACE_S,
+            "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+        }
+    for attempt in range(10):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
+            # workers creating a fresh database's tables at once: the losers find them made and retry
+            if attempt == 9:
+                raise ConfigError(f"--storage {url}: {str(e.orig).splitlines()[0]}") from None
+            time.sleep(0.2 * (attempt + 1))
+        except ImportError:
+            raise ConfigError(
+                f"--storage {url}: its database driver is not installed "
+                "(pip install psycopg2-binary for postgresql://, pymysql for mysql+pymysql://)"
+            ) from None
+        except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+            raise ConfigError(f"--storage {url}: {str(e).splitlines()[0]}") from None
+    raise AssertionError("unreachable")
+
+
+def retried(trials: list[FrozenTrial]) -> set[int]:
+    """Numbers of the failed trials that were queued again (their retry takes their place)."""
+    return {n for t in trials for n in t.system_attrs.get("retry_history", [])}
