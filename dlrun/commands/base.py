@@ -77,12 +77,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-def plugin_paths(options: list[str] | None) -> list[str]:
-    """The plugin files to load, each once: $DLRUN_PLUGINS (separated like PATH), then each --plugin."""
-    paths = [p for p in os.environ.get("DLRUN_PLUGINS", "").split(os.pathsep) if p] + list(options or [])
-    return list(dict.fromkeys(paths))
-
-
 @app.callback()
 @handle_errors
 def global_options(
@@ -100,4 +94,4 @@ def global_options(
     """Global options: they go before the command."""
     from dlrun import plugins
 
-    plugins.load(plugin_paths(plugin))
+    plugins.load([*plugins.from_environment(), *(plugin or [])])

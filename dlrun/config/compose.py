@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from dlrun import plugins
 from dlrun.errors import ConfigError, suggest
 from dlrun.options import GROUPS, META_KEYS, Config, FieldError, declaration, declared
 
@@ -39,6 +40,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     other overrides may only change values (`trainer.epochs=8`), not swap group options.
     """
     overrides = list(overrides)
+    plugins.load(plugins.from_environment())  # every process dlrun starts inherits the plugins this way
     resume = [o for o in overrides if o.startswith("resume=")]
     if resume and resume[-1] != "resume=null":
         run_dir = resume[-1].split("=", 1)[1]
@@ -48,6 +50,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     raw.pop("claim", None)  # an experiment's claim block is read by `dlrun experiment`, not by training
     cfg = validate(raw)
     cfg.experiment = experiment
+    cfg.plugins = plugins.loaded()  # recorded in config.yaml, so a resume loads them again
     return cfg
 
 
@@ -246,6 +249,8 @@ def load_run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: b
     if not path.is_file():
         raise ConfigError(f"resume={run_dir}: no config.yaml there; give a run directory (see `dlrun runs`)")
     raw = OmegaConf.to_container(OmegaConf.load(path))
+    if isinstance(raw, dict) and raw.get("plugins"):
+        plugins.load(list(raw["plugins"]))  # the run's own options come from these
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except OverrideParseException as e:

@@ -223,7 +223,8 @@ def _register(group: str, name: str, schema: type, help: str, caps: dict[str, An
         raise TypeError(f"{group}={name}: unknown capability '{bad}'; valid: {', '.join(sorted(known)) or 'none'}")
     old = _OPTIONS[group].get(name)
     ident = (schema.__module__, schema.__qualname__)
-    if old is not None and (old.schema.__module__, old.schema.__qualname__) != ident:  # the same module imported again (a plugin reloaded) replaces its own
+    # the same module imported again (a plugin reloaded) replaces its own declaration
+    if old is not None and (old.schema.__module__, old.schema.__qualname__) != ident:
         raise ValueError(f"{group}={name} is declared twice ({old.schema.__module__} and {schema.__module__})")
     decl = Declaration(group, name, schema, help, caps_type(**caps))
     _OPTIONS[group][name] = decl

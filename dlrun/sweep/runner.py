@@ -569,6 +569,7 @@ def plan(
         storage=storage,
         max_failures=max_failures,
         jobs=jobs,
+        plugins=list(cfg.plugins),
     )
     return spec, sweep_dir
 

@@ -6,7 +6,7 @@ runner.py runs a study and results.py reads one back; both import from here, and
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class SweepSpec:
     storage: str | None = None  # an Optuna storage URL; None: sqlite in the sweep directory
     max_failures: int | None = None  # stop after this many failed trials
     jobs: int = 1  # trainings at once
+    plugins: list[str] = field(default_factory=list)  # plugin files and modules the trials load
 
     def url(self, sweep_dir: Path) -> str:
         return self.storage or f"sqlite:///{(Path(sweep_dir) / 'study.db').resolve()}"
@@ -51,7 +52,12 @@ class SweepSpec:
         path = Path(sweep_dir) / "sweep.yaml"
         if not path.is_file():
             raise ConfigError(f"{sweep_dir}: no sweep.yaml there; give a sweep directory (runs/sweeps/<name>-<time>)")
-        return cls(**yaml.safe_load(path.read_text()))
+        spec = cls(**yaml.safe_load(path.read_text()))
+        if spec.plugins:
+            from dlrun import plugins
+
+            plugins.load(spec.plugins)  # the trials inherit them through $DLRUN_PLUGINS
+        return spec
 
     def same_sweep(self, other: dict[str, Any]) -> bool:
         keys = ("overrides", "sampler", "metric", "direction", "seeds", "pruner")
