@@ -236,3 +236,17 @@ def test_declarations_and_composition_do_not_import_torch():
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_summary_of_a_downloadable_set_uses_its_declared_shape_and_downloads_nothing(tmp_path):
+    env = {**__import__("os").environ, "DLRUN_DATA": str(tmp_path / "cache"), "COLUMNS": "200"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dlrun", "summary", "model=resnet20", "data=cifar10"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "total parameters: 269,722" in result.stdout  # ResNet-20's 0.27M (He et al. 2016)
+    assert "input (3, 32, 32) (image) -> 10 classes" in result.stdout
+    assert not (tmp_path / "cache").exists()

@@ -36,6 +36,7 @@ def config(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HEL
         "  dlrun summary                                  [dim]# the default MLP on digits[/]\n\n"
         "  dlrun summary model=lenet5\n\n"
         "  dlrun summary model=mnist1d_cnn data=mnist1d\n\n"
+        "  dlrun summary model=resnet20 data=cifar10      [dim]# from the set's known shape: nothing downloaded[/]\n\n"
         "  dlrun summary model=cnn data=iris              [dim]# refused: no order to convolve[/]"
     ),
 )
@@ -46,10 +47,10 @@ def summary(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HE
 
     cfg = compose(list(overrides or []))
     from dlrun.models.summary import summarize
-    from dlrun.train import build
+    from dlrun.train.loop import summary_model
 
-    setup = build(cfg)
-    info = summarize(setup.model, setup.task.input_shape)
+    model, task, loss_name = summary_model(cfg)
+    info = summarize(model, task.input_shape)
     table = Table(show_header=True, header_style="bold")
     for col in ("layer", "type", "output shape", "parameters", "conv output size"):
         table.add_column(col, justify="right" if col == "parameters" else "left")
@@ -58,11 +59,10 @@ def summary(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HE
         table.add_row(row["layer"], row["type"], str(row["output"]), params, row["formula"])
     console = Console()
     print_table(table, console)
-    task = setup.task
     head = f"{task.n_classes} classes" if task.is_classification else f"{task.n_targets} targets"
     console.print(
         f"total parameters: {info['params']:,}\n"
-        f"fits data={cfg.data.name}: input {task.input_shape} ({task.input_kind}) -> {head}, loss={setup.loss_name}",
+        f"fits data={cfg.data.name}: input {task.input_shape} ({task.input_kind}) -> {head}, loss={loss_name}",
         highlight=False,
     )
 

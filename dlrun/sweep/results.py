@@ -21,23 +21,8 @@ from typing import Any
 import yaml
 
 from dlrun.errors import ConfigError
+from dlrun.options import not_hyperparameters
 
-# config keys that do not change what a run learns: runs that differ only here are repeats of one configuration
-NOT_HYPERPARAMETERS = {
-    "trainer.seed",
-    "trainer.progress",
-    "trainer.threads",
-    "trainer.device",
-    "trainer.log_every",
-    "trainer.hist_every",
-    "trainer.diag_every",
-    "trainer.checkpoint",
-    "trainer.checkpoint_every",
-    "name",
-    "runs_dir",
-    "resume",
-    "experiment",
-}
 # keys of the overrides that the best command leaves out
 NOT_IN_COMMAND = ("trainer.seed", "resume")
 STATUS_ORDER = {"completed": 0, "pruned": 1, "running": 2, "interrupted": 3}
@@ -213,9 +198,10 @@ def from_runs(root: Path, metric: str | None = None) -> Results:
         metric = monitors.most_common(1)[0][0] if monitors else "val/loss"
     direction = direction_of(metric)
 
+    skip = not_hyperparameters()  # runs that differ only in these keys are repeats of one configuration
     groups: dict[str, list] = {}
     for run in runs:
-        key = json.dumps({k: v for k, v in run[2].items() if k not in NOT_HYPERPARAMETERS}, sort_keys=True, default=str)
+        key = json.dumps({k: v for k, v in run[2].items() if k not in skip}, sort_keys=True, default=str)
         groups.setdefault(key, []).append(run)
     rows = []
     for members in groups.values():
@@ -228,7 +214,7 @@ def from_runs(root: Path, metric: str | None = None) -> Results:
         first_dir, first_summary, first_config = members[0]
         rows.append(
             Row(
-                params={k: v for k, v in first_config.items() if k not in NOT_HYPERPARAMETERS},
+                params={k: v for k, v in first_config.items() if k not in skip},
                 status="completed" if all(s == "completed" for s in statuses) else _worst(statuses),
                 values=[s["metrics"][metric] for _, s, _ in done if metric in s.get("metrics", {})],
                 metrics=metrics,

@@ -86,13 +86,30 @@ def build_model(cfg: Config) -> tuple[torch.device, Dataset, str, losses.LossFn,
     if t.threads:
         torch.set_num_threads(t.threads)
     data = build_data(cfg.data).to(device)
-    loss_name, loss_fn = losses.build(cfg.loss, data.task)
-    models.check_fit(cfg.model, data.task, cfg.data.name)
-    torch.manual_seed(t.seed)
+    loss_name, loss_fn, model = model_for_task(cfg, data.task)
+    return device, data, loss_name, loss_fn, model.to(device)
+
+
+def model_for_task(cfg: Config, task: Task) -> tuple[str, losses.LossFn, nn.Module]:
+    """(loss name, loss, model) for a config and a task, the model seeded by trainer.seed and initialized."""
+    loss_name, loss_fn = losses.build(cfg.loss, task)
+    models.check_fit(cfg.model, task, cfg.data.name)
+    torch.manual_seed(cfg.trainer.seed)
     model_cfg = regularizers.model_config(cfg.model, cfg.regularizer)  # regularizer=dropout sets model dropout
-    model = models.build(model_cfg, data.task.input_shape, losses.out_features(loss_name, data.task))
-    initialize(model, cfg.init).to(device)
-    return device, data, loss_name, loss_fn, model
+    model = models.build(model_cfg, task.input_shape, losses.out_features(loss_name, task))
+    return loss_name, loss_fn, initialize(model, cfg.init)
+
+
+def summary_model(cfg: Config) -> tuple[nn.Module, Task, str]:
+    """(model, task, loss name) for `dlrun summary`: a downloaded set's task comes from its declared shape,
+    so nothing is downloaded; other sets are built as for training."""
+    c = options.caps("data", cfg.data.name)
+    if c.download and c.shape and c.classes:
+        task = Task("binary" if c.classes == 2 else "multiclass", c.shape, c.input_kind, n_classes=c.classes)
+        loss_name, _, model = model_for_task(cfg, task)
+        return model, task, loss_name
+    s = build(cfg)
+    return s.model, s.task, s.loss_name
 
 
 def build(cfg: Config) -> Setup:
