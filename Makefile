@@ -26,8 +26,8 @@ test: install  ## install, then run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install  ## ruff
-	$(BIN)/ruff check dlrun tests
-	$(BIN)/ruff format --check dlrun tests
+	$(BIN)/ruff check dlrun tests experiments/plugins
+	$(BIN)/ruff format --check dlrun tests experiments/plugins
 
 tb: install  ## TensorBoard on runs/
 	$(BIN)/tensorboard --logdir runs

@@ -75,6 +75,7 @@ class Results:
     direction: str  # maximize or minimize
     rows: list[Row]  # best first
     varying: list[str]  # the hyperparameters that differ between rows
+    plugins: list[str] = field(default_factory=list)  # loaded by the sweep's trials, so by its commands too
 
     @property
     def best(self) -> Row | None:
@@ -82,7 +83,8 @@ class Results:
 
     def command(self, row: Row) -> str:
         """The shell command that trains this configuration on its own."""
-        return shlex.join(["dlrun", "train", *row.overrides])
+        loads = [arg for plugin in self.plugins for arg in ("--plugin", plugin)]
+        return shlex.join(["dlrun", *loads, "train", *row.overrides])
 
 
 def direction_of(metric: str) -> str:
@@ -175,7 +177,8 @@ def from_study(study, spec, source: str, metric: str | None = None) -> Results:
             )
         )
     names = [axis.name for axis in space.axes]
-    return Results(source, metric, direction, sort_rows(rows, direction), varying_keys(rows, names) or names)
+    varying = varying_keys(rows, names) or names
+    return Results(source, metric, direction, sort_rows(rows, direction), varying, list(spec.plugins))
 
 
 # ----------------------------------------------------------------------------- a folder of runs
