@@ -199,9 +199,10 @@ def test_the_readme_shows_the_plugins_it_runs(tmp_path):
     for name in ("transformer.py", "peaks.py"):
         assert (root / "experiments" / "plugins" / name).read_text().strip() in readme, name
     runs = tmp_path / "runs"
+    plugins = root / "experiments" / "plugins"
     result = run(
-        "--plugin", str(root / "experiments/plugins/transformer.py"), "--plugin", str(root / "experiments/plugins/peaks.py"),
-        "train", "model=transformer", "data=peaks", "trainer.epochs=10", f"runs_dir={runs}", *QUIET, cwd=tmp_path,
+        "--plugin", str(plugins / "transformer.py"), "--plugin", str(plugins / "peaks.py"), "train",
+        "model=transformer", "data=peaks", "trainer.epochs=10", f"runs_dir={runs}", *QUIET, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     (summary,) = runs.rglob("summary.json")
