@@ -223,3 +223,17 @@ def test_xor_is_balanced_and_labelled_by_sign():
     # label = 1 where x1 x2 < 0; noise 0.3 moves a point across an axis with probability ~ 2 Phi(-1/0.3) ~ 0.1%
     agree = ((x[:, 0] * x[:, 1] < 0).long() == y).double().mean().item()
     assert agree > 0.95
+
+
+def test_the_data_cache_follows_xdg_unless_dlrun_data_is_set(monkeypatch, tmp_path):
+    from dlrun.data import cache_dir
+
+    monkeypatch.delenv("DLRUN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "dlrun"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "dlrun"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("DLRUN_DATA", str(tmp_path / "mine"))
+    assert cache_dir() == tmp_path / "mine"

@@ -14,7 +14,8 @@ from dlrun.models import build, check_fit
 from dlrun.options import declared
 
 DOWNLOADED = {"mnist", "fashion_mnist", "kmnist", "cifar10"}  # served locally in test_download.py
-DATASETS = sorted(set(declared("data")) - DOWNLOADED)
+OWN_FILES = {"files"}  # the user's own files: tests/test_data_files.py
+DATASETS = sorted(set(declared("data")) - DOWNLOADED - OWN_FILES)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -250,3 +250,10 @@ def test_summary_of_a_downloadable_set_uses_its_declared_shape_and_downloads_not
     assert "total parameters: 269,722" in result.stdout  # ResNet-20's 0.27M (He et al. 2016)
     assert "input (3, 32, 32) (image) -> 10 classes" in result.stdout
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_preset_of_ones_own_on_the_search_path_composes(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "narrow.yaml").write_text("# A narrow MLP\ndefaults:\n  - mlp\n  - _self_\nhidden: [7]\n")
+    cfg = compose([f"hydra.searchpath=[file://{tmp_path}]", "model=narrow", "model.activation=tanh"])
+    assert cfg.model.name == "mlp" and cfg.model.hidden == [7] and cfg.model.activation == "tanh"
