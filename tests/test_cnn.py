@@ -95,7 +95,8 @@ def test_summary_command(runs):
 
 
 def test_lenet5_on_digits_reaches_098(runs):
-    # experiments/digits_lenet5.yaml: batch norm, random 1-pixel crops, 60 epochs (default seed)
+    # experiments/digits_lenet5.yaml: batch norm, random 1-pixel crops, AdamW 3e-3 + weight decay 0.05, cosine,
+    # 100 epochs (default seed); 0.983 +- 0.003 over trainer.seed 0-7, 7 of 8 seeds >= 0.98
     from dlrun.train import train
     from tests.conftest import quick
 
