@@ -180,13 +180,12 @@ def model_config(model_cfg, cfg):
     if cfg.name != "dropout":
         return model_cfg
     name = model_cfg.name
-    where = options.caps("model", name).dropout
+    caps = options.caps("model", name)
+    where = caps.dropout
     if not where:
         with_dropout = ", ".join(f"model={n}" for n in options.with_cap("model", "dropout"))
-        raise ConfigError(
-            f"regularizer=dropout: {options.caps('model', name).no_dropout or f'model={name} has no dropout'}"
-            f" (dropout is supported by {with_dropout})"
-        )
+        reason = caps.no_dropout or f"model={name} has no dropout"
+        raise ConfigError(f"regularizer=dropout: {reason} (dropout is supported by {with_dropout})")
     if not model_cfg.hidden:
         raise ConfigError(f"regularizer=dropout: model.hidden=[] leaves model={name} no {where} to drop units of")
     if model_cfg.dropout not in (0.0, cfg.p):

@@ -91,6 +91,9 @@ def _hydra_compose(overrides: list[str]) -> tuple[dict[str, Any], str | None]:
     return container, experiment
 
 
+_STORED: dict[tuple[str, str], type] = {}  # what store_options() has put into the ConfigStore
+
+
 def store_options() -> None:
     """Put every declared option (built-in and plugin) into Hydra's ConfigStore as `group/name`."""
     from hydra.core.config_store import ConfigStore
@@ -101,9 +104,6 @@ def store_options() -> None:
             if _STORED.get((group, name)) is not decl.schema:  # once per process and declaration
                 store.store(group=group, name=name, node=decl.schema, provider="dlrun")
                 _STORED[(group, name)] = decl.schema
-
-
-_STORED: dict[tuple[str, str], type] = {}
 
 
 def _missing_message(e: Exception) -> str:

@@ -42,6 +42,7 @@ class Caps:
 class ModelCaps(Caps):
     inputs: tuple[str, ...] = INPUT_KINDS  # the input kinds the model reads
     reads: str = ""  # what it reads, for the refusal: "model=rnn does not fit ...: it <reads>"
+    lacks: str = "order to read"  # what other inputs lack: "... this data has 4 tabular features with no <lacks>"
     dropout: str = ""  # where regularizer=dropout puts its masks ("" = the model has no dropout)
     no_dropout: str = ""  # why not, and what to use instead, when dropout is ""
 

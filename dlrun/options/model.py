@@ -11,6 +11,7 @@ CELLS = ("rnn", "lstm", "gru")
 READOUTS = ("last", "mean", "flatten")
 POOLS = ("max", "avg", "none")
 CONV = "convolves signals (C, L) or images (C, H, W)"
+NEIGHBOURS = "neighbourhood to convolve"
 GRID = ("signal", "image")
 
 
@@ -42,7 +43,7 @@ def check_per_layer(key: str, values: list[int], n: int) -> None:
         raise FieldError(key, f"give one value or {n} (one per conv layer), not {len(values)}")
 
 
-@option("model", "cnn", inputs=GRID, reads=CONV, dropout="fully connected hidden layer in its head")
+@option("model", "cnn", inputs=GRID, reads=CONV, lacks=NEIGHBOURS, dropout="fully connected hidden layer in its head")
 class CNNConfig(ModelConfig):
     """Convolutional network: conv blocks (conv, norm, activation, pooling) then an MLP head; 1-D or 2-D"""
 
@@ -88,6 +89,7 @@ class RNNConfig(ModelConfig):
     "resnet",
     inputs=GRID,
     reads=CONV,
+    lacks=NEIGHBOURS,
     no_dropout="model=resnet has no dropout (it relies on batch norm); use regularizer=weight_decay or l2",
 )
 class ResNetConfig(ModelConfig):
@@ -111,9 +113,8 @@ def fit_reason(name: str, input_kind: str, input_shape: tuple[int, ...]) -> str 
     if input_kind in c.inputs:
         return None
     what = f"{prod(input_shape)} {input_kind} features" if input_kind == "tabular" else f"{input_kind} inputs"
-    order = "no neighbourhood to convolve" if "convolves" in c.reads else "no order to read"
     readers = ", ".join(f"model={n}" for n in declared_readers(input_kind))
-    return f"it {c.reads or 'reads ' + ', '.join(c.inputs)}, and this data has {what} with {order}; try {readers}"
+    return f"it {c.reads or 'reads ' + ', '.join(c.inputs)}, and this data has {what} with no {c.lacks}; try {readers}"
 
 
 def declared_readers(input_kind: str) -> list[str]:

@@ -73,6 +73,7 @@ class Setup:
     monitor: str  # e.g. val/acc
     maximize: bool
     augment: Any = None  # (B, ...) -> (B, ...) on train batches, or None
+    closure: bool = False  # the optimizer's step() takes a closure that recomputes the objective (Newton)
 
     @property
     def task(self) -> Task:
@@ -123,8 +124,9 @@ def build(cfg: Config) -> Setup:
     reg = regularizers.build(cfg.regularizer, model)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
 
+    optim_caps = options.caps("optim", cfg.optim.name)
     n_train = len(data.train)
-    batch_size = n_train if options.caps("optim", cfg.optim.name).full_batch else min(t.batch_size, n_train)
+    batch_size = n_train if optim_caps.full_batch else min(t.batch_size, n_train)
     # the last batch takes the remainder; a lone last example joins the batch before (batch norm needs 2)
     steps_per_epoch = max(1, math.ceil((n_train - 1) / batch_size))
     total_steps = t.steps if t.steps > 0 else t.epochs * steps_per_epoch
@@ -152,6 +154,7 @@ def build(cfg: Config) -> Setup:
         monitor=monitor,
         maximize=monitor.endswith("acc"),
         augment=augment.build(cfg.data.augment, data.task) if hasattr(cfg.data, "augment") else None,
+        closure=optim_caps.closure,
     )
 
 
@@ -179,7 +182,7 @@ def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
         nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.trainer.grad_clip)
     if s.reg is not None:
         s.reg.before_step(s.optimizer)  # regularizer=weight_decay: W <- W - lr lambda W
-    if options.caps("optim", s.cfg.optim.name).closure:  # Newton: the Hessian needs the objective's graph again
+    if s.closure:  # Newton: the Hessian needs the objective's graph again
         s.optimizer.step(lambda: s.loss_fn(s.model(x), y) + (s.reg() if reg is not None else 0))
     else:
         s.optimizer.step()
