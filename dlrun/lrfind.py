@@ -12,8 +12,10 @@ test stops early once the smoothed loss exceeds 4x its minimum so far (or is not
 Suggested lr: the lr at the minimum of the smoothed loss, divided by 10. The minimum is where
 the steps start to hurt; the moving average also lags behind the raw loss (by about 1 / (1 -
 beta) = 50 steps), which moves that minimum towards larger lrs, and a tenth of it stays on the
-safe side. With the defaults, MLP on digits: adam 0.0062, sgd 0.082; both train digits to
-test/acc >= 0.95 in 10 epochs. (The other common rule, the lr of the steepest descent of the
+safe side. With the defaults, MLP on digits: adam 0.0062, sgd 0.082; trained for the default 30
+epochs, both reach test/acc >= 0.95 at every seed we tried (adam 0.967-0.978 over 12 seeds, sgd
+0.964-0.975 over 8). After only 10 epochs the constant lr leaves the last epoch's accuracy swinging
+(adam 0.933-0.975 over the same 12 seeds). (The other common rule, the lr of the steepest descent of the
 smoothed loss, gave sgd 0.57 and, for sgd on moons, 1.1: too close to the blow-up.)
 """
 

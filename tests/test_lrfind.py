@@ -93,8 +93,8 @@ def test_save_writes_png_and_json_atomically(runs, tmp_path):
 def test_sgd_suggestion_trains_digits(runs):
     result = lr_range_test(compose(quick(runs, "optim=sgd")))
     assert 1e-3 < result.suggestion < 1.0
-    s = train(compose(quick(runs, "optim=sgd", f"optim.lr={result.suggestion:.2g}", "trainer.epochs=10")))
-    assert s["metrics"]["test/acc"] >= 0.95
+    s = train(compose(quick(runs, "optim=sgd", f"optim.lr={result.suggestion:.2g}")))  # the default 30 epochs
+    assert s["metrics"]["test/acc"] >= 0.95, result.suggestion
 
 
 def test_cli_defaults_suggest_an_lr_that_trains_digits(runs):
@@ -106,8 +106,9 @@ def test_cli_defaults_suggest_an_lr_that_trains_digits(runs):
     assert png.with_suffix(".json").is_file() and f"plot: {png}" in r.stdout
     command = shlex.split(re.search(r"^train with: (.*)$", r.stdout, re.M).group(1))
     assert command[:2] == ["dlrun", "train"] and command[-1] == f"optim.lr={lr:.2g}"
-    # the printed command, shortened to 10 epochs
-    s = train(compose([*command[2:], "trainer.epochs=10", "trainer.progress=none", "trainer.hist_every=0"]))
+    # the printed command as printed (the default 30 epochs; after 10 the accuracy still swings by a few points
+    # from one seed or CPU to the next), only quiet
+    s = train(compose([*command[2:], "trainer.progress=none", "trainer.hist_every=0"]))
     assert s["metrics"]["test/acc"] >= 0.95, lr
 
 
