@@ -64,6 +64,15 @@ def elastic_penalty(ws: list[torch.Tensor], strength: float, l1_ratio: float) ->
     return l1_penalty(ws, strength * l1_ratio) + l2_penalty(ws, strength * (1.0 - l1_ratio))
 
 
+def penalty(cfg, ws: list[torch.Tensor], strength) -> torch.Tensor:
+    """Omega of regularizer cfg.name (l2, l1 or elastic) at strength lambda (a number, or a tensor under vmap)."""
+    if cfg.name == "l2":
+        return l2_penalty(ws, strength)
+    if cfg.name == "l1":
+        return l1_penalty(ws, strength)
+    return elastic_penalty(ws, strength, cfg.l1_ratio)
+
+
 @torch.no_grad()
 def sparsity(ws: list[torch.Tensor], zero_threshold: float) -> torch.Tensor:
     """The fraction of weights with |w| < zero_threshold (a scalar on the device, no host sync)."""
@@ -118,7 +127,7 @@ def none(cfg, model: nn.Module) -> Regularizer | None:
 def l2(cfg, model: nn.Module) -> Regularizer:
     """lambda/2 sum ||W||^2 over weights only; its gradient adds lambda W (decay (1 - eta lambda) W)."""
     ws = weights(model)
-    return Regularizer("l2", term=lambda: l2_penalty(ws, cfg.strength))
+    return Regularizer("l2", term=lambda: penalty(cfg, ws, cfg.strength))
 
 
 @REGULARIZERS.register("l1")
@@ -127,7 +136,7 @@ def l1(cfg, model: nn.Module) -> Regularizer:
     ws = weights(model)
     return Regularizer(
         "l1",
-        term=lambda: l1_penalty(ws, cfg.strength),
+        term=lambda: penalty(cfg, ws, cfg.strength),
         stats=lambda: {"weights/sparsity": sparsity(ws, cfg.zero_threshold)},
     )
 
@@ -138,7 +147,7 @@ def elastic(cfg, model: nn.Module) -> Regularizer:
     ws = weights(model)
     return Regularizer(
         "elastic",
-        term=lambda: elastic_penalty(ws, cfg.strength, cfg.l1_ratio),
+        term=lambda: penalty(cfg, ws, cfg.strength),
         stats=lambda: {"weights/sparsity": sparsity(ws, cfg.zero_threshold)},
     )
 

@@ -28,18 +28,45 @@ from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
 def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)):
     """Train a model; the run goes to [bold]runs/<name>/<time>/[/] (config, metrics, checkpoints, TensorBoard)."""
     from dlrun.config import compose
+    from dlrun.errors import ConfigError
+    from dlrun.train import members
 
     overrides = list(overrides or [])
-    cfg = compose(overrides)
+    shared, varied = members.split(overrides)
+    group_dir = members.resumed_group(shared)
+    if group_dir is not None:
+        specs = members.from_group(group_dir, shared)
+        cfg = specs[0].cfg
+    else:
+        try:
+            cfg = compose(shared)
+        except ConfigError:
+            members.scalar_list_error(shared)  # a list given to a number that cannot vary: say which can
+            raise
+        specs = members.members(cfg, shared, varied) if members.is_group(cfg, varied) else None
     from dlrun.train import progress
     from dlrun.train import train as run_training
 
     view = progress.make(cfg.trainer.progress, Console())
     try:
-        summary = run_training(cfg, callbacks=[view] if view else [], overrides=overrides)
+        if specs is not None:
+            from dlrun.train.vector import train_group
+
+            summary = train_group(specs, callbacks=[view] if view else [], resume=group_dir)
+        else:
+            summary = run_training(cfg, callbacks=[view] if view else [], overrides=overrides)
     finally:
         if view:
             view.close()
+    if specs is not None:
+        _print_group(summary)
+        if summary["status"] == "interrupted":
+            print(f"interrupted; continue with: dlrun train resume={summary['run_dir']}", file=sys.stderr)
+            raise typer.Exit(130)
+        if summary["status"] == "diverged":
+            print("error: every member diverged; try a smaller optim.lr or trainer.grad_clip", file=sys.stderr)
+            raise typer.Exit(1)
+        return
     _print_summary(summary)
     if summary["status"] == "interrupted":
         print(
@@ -47,6 +74,36 @@ def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP
             file=sys.stderr,
         )
         raise typer.Exit(130)
+
+
+def _print_group(summary: dict) -> None:
+    """One row per configuration: mean ± std of each final metric over its seeds."""
+    console = Console()
+    confs = summary["configurations"]
+    keys = [
+        k
+        for k in ("test/acc", "test/mse", "test/loss", "val/acc", "val/mse", "val/loss")
+        if any(k in c["metrics"] for c in confs)
+    ]
+    title = f"{summary['name']}: {summary['status']}, {len(summary['members'])} members ({summary['vectorized']})"
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("configuration")
+    table.add_column("seeds", justify="right")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for c in confs:
+        label = " ".join(f"{k}={v:g}" for k, v in c["values"].items()) or "(all)"
+        cells = []
+        for k in keys:
+            m = c["metrics"].get(k)
+            cells.append(f"{m['mean']:.4f} ± {m['std']:.4f}" if m else "-")
+        table.add_row(label, ",".join(str(s) for s in c["seeds"]), *cells)
+    print_table(table, console)
+    for m in summary["members"]:
+        if m["status"] != "completed":
+            console.print(f"{m['label']}: {m['status']} {m['message']}", highlight=False, soft_wrap=True)
+    console.print(f"group directory: {summary['run_dir']}  ({summary['wall_time_s']:.2f} s)", highlight=False)
+    console.print(f"tensorboard --logdir {summary['run_dir']}", highlight=False, soft_wrap=True)
 
 
 def _print_summary(summary: dict) -> None:

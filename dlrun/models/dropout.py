@@ -18,12 +18,20 @@ class InvertedDropout(nn.Module):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout probability p={p} must be in [0, 1)")
         self.p = p
+        # a mask given from outside instead of a fresh draw: a vectorized group (dlrun/train/vector.py)
+        # draws each member's masks from that member's own RNG state and passes them in here
+        self.register_buffer("keep", None, persistent=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return h
-        keep = torch.empty_like(h).bernoulli_(1.0 - self.p)  # 1 keeps a unit, 0 drops it; same shape as h
+        keep = self.keep if self.keep is not None else draw_mask(h.shape, self.p, h.dtype, h.device)
         return h * keep / (1.0 - self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def draw_mask(shape, p: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """m ~ Bernoulli(1 - p) per unit: 1 keeps a unit, 0 drops it (one draw from the device's global RNG)."""
+    return torch.empty(shape, dtype=dtype, device=device).bernoulli_(1.0 - p)

@@ -80,14 +80,16 @@ def opt(
     lt: float | None = None,
     choices: tuple[str, ...] | None = None,
     hparam: bool = True,
+    vary: bool = False,
 ) -> Any:
     """A field with its default and valid range: `lr: float = opt(0.01, gt=0.0)`.
 
     Ranges apply to every element of a list. `choices` lists the valid strings. `hparam=False`
     marks a key that does not change what a run learns (threads, progress, seed), so runs that
-    differ only there are repeats of one configuration.
+    differ only there are repeats of one configuration. `vary=True` marks a number that may differ
+    between the members of one vectorized group (`optim.lr=[0.1,0.01]`: one value per member).
     """
-    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "hparam": hparam}
+    meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "hparam": hparam, "vary": vary or None}
     meta = {k: v for k, v in meta.items() if v is not None}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)

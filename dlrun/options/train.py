@@ -63,14 +63,14 @@ class OptimConfig(Option):
     """Base of the optimizer options."""
 
     name: str = "sgd"
-    lr: float = opt(0.01, gt=0.0)  # alpha, the step size
-    weight_decay: float = opt(0.0, ge=0.0)  # PyTorch's coupled L2 (decoupled for adamw); regularizer=l2: the lecture's
+    lr: float = opt(0.01, gt=0.0, vary=True)  # alpha, the step size
+    weight_decay: float = opt(0.0, ge=0.0, vary=True)  # coupled L2 (decoupled for adamw); regularizer=l2: the lecture's
     impl: str = opt("torch", choices=("torch", "lecture"))  # torch.optim, or the lectures' formulas (optim/lecture.py)
 
 
 @dataclass
 class MomentumConfig(OptimConfig):
-    momentum: float = opt(0.9, ge=0.0, lt=1.0)  # gamma of the heavy-ball update
+    momentum: float = opt(0.9, ge=0.0, lt=1.0, vary=True)  # gamma of the heavy-ball update
 
 
 @dataclass
@@ -80,14 +80,14 @@ class AdagradConfig(OptimConfig):
 
 @dataclass
 class RMSpropConfig(OptimConfig):
-    gamma: float = opt(0.9, ge=0.0, lt=1.0)  # G = gamma G + (1 - gamma) g^2 (PyTorch calls it alpha)
+    gamma: float = opt(0.9, ge=0.0, lt=1.0, vary=True)  # G = gamma G + (1 - gamma) g^2 (PyTorch calls it alpha)
     eps: float = opt(1e-8, ge=0.0)
 
 
 @dataclass
 class AdamConfig(OptimConfig):
-    beta1: float = opt(0.9, ge=0.0, lt=1.0)
-    beta2: float = opt(0.999, ge=0.0, lt=1.0)
+    beta1: float = opt(0.9, ge=0.0, lt=1.0, vary=True)
+    beta2: float = opt(0.999, ge=0.0, lt=1.0, vary=True)
     eps: float = opt(1e-8, ge=0.0)  # PyTorch and the paper: m_hat / (sqrt(v_hat) + eps)
     eps_inside_sqrt: bool = False  # the lecture's m_hat / sqrt(v_hat + eps); needs impl=lecture
 
@@ -207,7 +207,7 @@ class RegularizerConfig(Option):
     """Base of the regularizers: a penalty of strength lambda."""
 
     name: str = "none"
-    strength: float = opt(0.0, ge=0.0)  # lambda
+    strength: float = opt(0.0, ge=0.0, vary=True)  # lambda
 
 
 @dataclass
@@ -360,6 +360,7 @@ class TrainerConfig(Option):
     hist_every: int = opt(500, ge=0, hparam=False)  # steps between weight and gradient histograms; 0 = off
     device: str = opt("auto", hparam=False)  # auto = cuda, then mps, then cpu; or cpu, cuda, cuda:1, mps
     seed: int = opt(0, hparam=False)  # model init, data order and dropout
+    seeds: list[int] = opt([], hparam=False)  # several seeds trained together as one vectorized model
     threads: int = opt(1, ge=0, hparam=False)  # CPU threads for PyTorch; 0 = PyTorch's default (all cores)
     grad_clip: float = opt(0.0, ge=0.0)  # max global gradient norm; 0 = off
     monitor: str = "auto"  # metric for `best` and early stopping; auto = val/acc (classification) or val/loss

@@ -90,5 +90,9 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 def find_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
     """(run directory, summary) of every readable run under root, in the order they were started."""
-    runs = [(p.parent, s) for p in Path(root).rglob("summary.json") if (s := read_summary(p.parent)) is not None]
+    runs = [
+        (p.parent, s)
+        for p in Path(root).rglob("summary.json")
+        if (s := read_summary(p.parent)) is not None and s.get("kind") != "group"  # a group's members are runs
+    ]
     return sorted(runs, key=lambda run: run[1].get("started_at") or run[0].stat().st_mtime)

@@ -1,0 +1,202 @@
+"""The members of a vectorized group: which runs `dlrun train` trains together in one process.
+
+    dlrun train 'trainer.seeds=[0,1,2,3]'                       4 members, one configuration
+    dlrun train 'optim.lr=[0.1,0.01]' 'trainer.seeds=[0,1]'     4 members: 2 configurations x 2 seeds
+
+A list given to a key declared with `vary=True` (optim.lr, optim.weight_decay, optim.momentum,
+optim.gamma, optim.beta1, optim.beta2, regularizer.strength) gives one value per configuration;
+lists of several such keys pair up (they need the same length). Every configuration runs once
+per seed of `trainer.seeds` (or at `trainer.seed`). A member is the single run it would have
+been alone: its config has its own values, `trainer.seed=k` and no `trainer.seeds`.
+
+This module reads the declarations only (no torch), so the CLI can refuse a bad group at once.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields
+
+from dlrun import options
+from dlrun.config import Config
+from dlrun.errors import ConfigError
+from dlrun.options.core import FieldError, check_field
+
+
+@dataclass
+class MemberSpec:
+    cfg: Config  # the member's own config, a single run's
+    overrides: list[str]  # how to rerun the member alone: dlrun train OVERRIDES
+    label: str  # its run directory's name inside the group: seed0, lr0.1-seed0, ...
+    configuration: int  # index of its configuration (members that differ only in the seed share it)
+    values: dict[str, float]  # its varied values ({} when only the seeds differ)
+
+
+def varying_keys() -> list[str]:
+    """Flat keys (`optim.lr`) that some declaration marks vary=True, in declaration order."""
+    keys: list[str] = []
+    for group in options.GROUPS:
+        for decl in options.declared(group).values():
+            for f in fields(decl.schema):
+                key = f"{group}.{f.name}"
+                if f.metadata.get("vary") and key not in keys:
+                    keys.append(key)
+    return keys
+
+
+def _list_value(text: str) -> list | None:
+    """The values of an override's right-hand side when it is a list `[a,b,...]` of numbers, else None."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    import yaml
+
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(values, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return None
+    return values
+
+
+def split(overrides: list[str]) -> tuple[list[str], dict[str, list[float]]]:
+    """(the overrides every member shares, {varied key: its values}): list values of vary=True keys come out."""
+    vary = set(varying_keys())
+    shared, varied = [], {}
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        values = _list_value(value) if sep else None
+        if values is not None and key.lstrip("+") in vary:
+            if not values:
+                raise ConfigError(f"{o}: an empty list; give one value per configuration, e.g. {key}=[0.1,0.01]")
+            varied[key.lstrip("+")] = [float(v) for v in values]
+        else:
+            shared.append(o)
+    return shared, varied
+
+
+def scalar_list_error(overrides: list[str]) -> None:
+    """A list given to a number that may not vary: say which keys may (called when composing failed)."""
+    from dlrun.config import compose
+
+    scalars = [o for o in overrides if _list_value(o.partition("=")[2]) is None]
+    try:
+        cfg = compose(scalars)
+    except ConfigError:
+        return  # something else is wrong too: let the first error speak
+    for o in overrides:
+        key, sep, value = o.partition("=")
+        group, _, name = key.lstrip("+").partition(".")
+        node = getattr(cfg, group, None)
+        if not sep or _list_value(value) is None or node is None or not hasattr(node, name):
+            continue
+        if isinstance(getattr(node, name), int | float) and not isinstance(getattr(node, name), bool):
+            raise ConfigError(
+                f"{o}: {key} takes one value per run; the members of one group may differ only in "
+                f"{', '.join(varying_keys())} (and trainer.seeds); sweep the others: dlrun sweep '{key}=...'"
+            )
+
+
+def is_group(cfg: Config, varied: dict[str, list[float]]) -> bool:
+    return bool(cfg.trainer.seeds) or bool(varied)
+
+
+def refusal(cfg: Config) -> str | None:
+    """Why this config cannot train as a vectorized group (None when it can)."""
+    if options.caps("optim", cfg.optim.name).closure:
+        return f"optim={cfg.optim.name} steps with the exact Hessian of one model at a time"
+    if cfg.backprop == "manual":
+        return "backprop=manual runs the lecture's per-layer boxes on one model"
+    if cfg.resume is not None:
+        return "a resumed single run keeps its one seed (resume the group's folder to resume a group)"
+    return None
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def members(cfg: Config, shared: list[str], varied: dict[str, list[float]]) -> list[MemberSpec]:
+    """The member configs of a group: each configuration of `varied` at each seed."""
+    why = refusal(cfg)
+    if why:
+        raise ConfigError(f"trainer.seeds / list values: cannot train these runs as one vectorized group: {why}")
+    lengths = {k: len(v) for k, v in varied.items()}
+    if len(set(lengths.values())) > 1:
+        given = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+        raise ConfigError(f"{given} values: give every varied key the same number of values (one per configuration)")
+    seeds = list(cfg.trainer.seeds) or [cfg.trainer.seed]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"trainer.seeds={seeds}: a seed appears twice; give distinct seeds")
+    n_conf = next(iter(lengths.values()), 1)
+    base = [o for o in shared if o.partition("=")[0].lstrip("+") not in ("trainer.seeds", "trainer.seed")]
+    out = []
+    for i in range(n_conf):
+        values = {k: v[i] for k, v in varied.items()}
+        for seed in seeds:
+            member = copy.deepcopy(cfg)
+            member.trainer.seeds = []
+            member.trainer.seed = seed
+            for key, value in values.items():
+                group, name = key.split(".", 1)
+                node = getattr(member, group)
+                if not hasattr(node, name):
+                    chosen = getattr(node, "name", group)
+                    raise ConfigError(f"{key}: {group}={chosen} has no key {name}")
+                meta = {f.name: f.metadata for f in fields(type(node))}[name]
+                try:
+                    check_field(name, value, meta)
+                except FieldError as e:
+                    raise ConfigError(f"{group}.{e.key}={_fmt(value)}: {e.message}") from None
+                setattr(node, name, value)
+            label = "-".join([*(f"{k.split('.')[-1]}{_fmt(v)}" for k, v in values.items()), f"seed{seed}"])
+            rerun = [*base, *(f"{k}={_fmt(v)}" for k, v in values.items()), f"trainer.seed={seed}"]
+            out.append(MemberSpec(member, rerun, label, i, values))
+    labels = [m.label for m in out]
+    if len(set(labels)) != len(labels):
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise ConfigError(f"two members would be the same run ({twice}); give each configuration its own values")
+    return out
+
+
+def resumed_group(overrides: list[str]):
+    """The group folder named by `resume=DIR` when DIR holds a group (its summary.json has kind "group")."""
+    import json
+    from pathlib import Path
+
+    given = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
+    if not given or given[-1] == "null":
+        return None
+    path = Path(given[-1])
+    try:
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return path if summary.get("kind") == "group" else None
+
+
+def from_group(group_dir, overrides: list[str]) -> list[MemberSpec]:
+    """The members of a group folder, from their config.yaml, with `overrides` (e.g. trainer.epochs) applied."""
+    import json
+
+    import yaml
+
+    from dlrun.config import load_run_config
+
+    summary = json.loads((group_dir / "summary.json").read_text())
+    rest = [o for o in overrides if not o.startswith("resume=")]
+    specs, index = [], {}
+    for m in summary["members"]:
+        run_dir = group_dir / m["label"]
+        cfg = load_run_config(run_dir, rest)
+        try:
+            rerun = yaml.safe_load((run_dir / "overrides.yaml").read_text()) or []
+        except OSError:
+            rerun = []
+        values = {k: float(v) for k, v in m.get("values", {}).items()}
+        conf = index.setdefault(tuple(sorted(values.items())), len(index))
+        specs.append(MemberSpec(cfg, list(rerun), m["label"], conf, values))
+    if not specs:
+        raise ConfigError(f"resume={group_dir}: the group lists no members")
+    return specs
