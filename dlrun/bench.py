@@ -1,18 +1,25 @@
-"""`make bench`: dlrun's trainer against a minimal hand-written PyTorch loop, in one process.
+"""`make bench`: dlrun's trainer against a minimal hand-written PyTorch loop, in one process; then whole processes.
 
 Both train the same MLP (64-256-256-10, Adam 1e-3, batch 32, 30 epochs) on digits held on the
 device, from the same initial weights and data order, and both measure validation accuracy after
 every epoch. dlrun's time is its `fit` as users run it (TensorBoard scalars and histograms,
 metrics.jsonl, checkpoints); the raw loop does nothing else. Prints each time (median of several
 interleaved repeats) and the ratio dlrun / raw.
+
+Then whole processes (`startup`; alone with --only startup): `dlrun train` of the default config against
+dlrun/bench_bare.py, the same job as a bare script that loads digits with scikit-learn, each a fresh
+interpreter: imports, data, setup, training, final evaluation and exit, all counted.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -54,12 +61,50 @@ def dlrun_fit(cfg) -> float:
         return train(cfg)["train_time_s"]
 
 
+def _wall(cmd: list[str]) -> float:
+    """Seconds a fresh process takes to run `cmd`, start to exit."""
+    start = time.perf_counter()
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr}")
+    return seconds
+
+
+def startup(repeats: int = 5, epochs: int = 30) -> None:
+    """Whole processes: `dlrun train` of the default config against dlrun/bench_bare.py (the same job written
+    bare, loading digits with scikit-learn), each a fresh interpreter, interleaved; prints the medians and ratio."""
+    bare = [sys.executable, str(Path(__file__).with_name("bench_bare.py")), str(epochs)]
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = [sys.executable, "-m", "dlrun.cli", "train", f"runs_dir={tmp}", "trainer.progress=none"]
+        ours += ["trainer.device=cpu", f"trainer.epochs={epochs}"]  # on the CPU, as the bare script
+        first = _wall(ours), _wall(bare)  # warm-up: fills dlrun's data cache if empty, and the OS's file cache
+        times: dict[str, list[float]] = {"bare": [], "dlrun": []}
+        for i in range(repeats):  # interleaved, each side first every other time
+            for name in ("bare", "dlrun") if i % 2 == 0 else ("dlrun", "bare"):
+                times[name].append(_wall(bare if name == "bare" else ours))
+    ratios = [o / b for o, b in zip(times["dlrun"], times["bare"], strict=True)]
+    print(f"whole process, default config (MLP on digits, {epochs} epochs, 1 thread), {repeats} repeats")
+    for name, label in (("bare", "bare PyTorch script"), ("dlrun", "dlrun train       ")):
+        t = times[name]
+        print(f"{label}: {statistics.median(t):.3f} s (median; min {min(t):.3f}, max {max(t):.3f})")
+    print(
+        f"ratio dlrun/bare  : {statistics.median(ratios):.3f} (median of pairs; min {min(ratios):.3f}, "
+        f"max {max(ratios):.3f}); the first (warm-up) runs: dlrun {first[0]:.3f} s, bare {first[1]:.3f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for both loops (0: PyTorch's default)")
+    parser.add_argument("--only", choices=("startup",), help="run only this part (startup: whole processes)")
+    parser.add_argument("--startup-repeats", type=int, default=5, help="process pairs of the startup part")
     args = parser.parse_args()
+    if args.only == "startup":
+        startup(args.startup_repeats, args.epochs)
+        return
 
     from dlrun.config import compose
 
@@ -88,6 +133,8 @@ def main() -> None:
         f"ratio dlrun/raw  : {statistics.median(ratios):.3f} (median of pairs; min {min(ratios):.3f}, "
         f"max {max(ratios):.3f}); ratio of the fastest runs {min(ours) / min(raw):.3f}"
     )
+    print()
+    startup(args.startup_repeats, args.epochs)
 
 
 if __name__ == "__main__":

@@ -139,6 +139,24 @@ def test_version_and_python_m_dlrun():
     assert listed.returncode == 0 and "rmsprop" in listed.stdout
 
 
+def test_only_the_program_freezes_the_heap_before_exit(monkeypatch):
+    """main() without arguments is the program: gc.freeze() spares the exit its collections (the subprocess
+    tests above show its output still arrives whole); called with arguments (tests, embedding) it does not."""
+    import gc
+
+    from dlrun import cli
+
+    frozen = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(True))
+    monkeypatch.setattr(sys, "argv", ["dlrun", "--version"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert frozen == [True]
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert frozen == [True]
+
+
 def test_shell_completion():
     script = dlrun("--show-completion", "bash")
     assert script.returncode == 0 and "_DLRUN_COMPLETE" in script.stdout

@@ -1,17 +1,29 @@
-"""Bundled datasets: scikit-learn's small sets and synthetic 2-D / 1-D problems (no download)."""
+"""Bundled datasets: scikit-learn's small sets and synthetic 2-D / 1-D problems (no download).
+
+scikit-learn is imported only on a cache miss: its sets, the sets its generators make and every
+train/val/test split (train_test_split) are kept as arrays in `cache_dir() / "arrays"` (dlrun/data/cache.py),
+keyed by scikit-learn's version and everything else they depend on.
+"""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import torch
-from sklearn import datasets as skd
-from sklearn.model_selection import train_test_split
 
+from dlrun.data import cache
 from dlrun.data.base import DATASETS, Dataset, Split, Task
+
+
+def _sklearn_version() -> str:
+    return cache.package_version("scikit-learn")
 
 
 def _split(idx: np.ndarray, y: np.ndarray, size: float, seed: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of idx; stratified by class when every class can appear on both sides."""
+    from sklearn.model_selection import train_test_split
+
     if kind != "regression":
         try:
             return train_test_split(idx, test_size=size, random_state=seed, stratify=y[idx])
@@ -38,14 +50,7 @@ def split_and_standardize(
     otherwise test_fraction and val_fraction are fractions of all examples.
     """
     n = len(x)
-    idx = np.arange(n)
-    if n_test is None:
-        rest, test = _split(idx, y, cfg.test_fraction, cfg.seed, kind)
-        val_size = cfg.val_fraction / (1.0 - cfg.test_fraction)
-    else:
-        rest, test = idx[: n - n_test], idx[n - n_test :]
-        val_size = cfg.val_fraction
-    train, val = _split(rest, y, val_size, cfg.seed, kind)
+    train, val, test = split_indices(name, y, kind, cfg, n_test)
 
     x = x.astype(np.float64)
     stats: dict[str, np.ndarray] = {}
@@ -88,23 +93,84 @@ def split_and_standardize(
     return Dataset(name, task, pick(train), pick(val), pick(test), stats)
 
 
-def _sklearn(loader, kind: str, input_shape=None):
-    def build(cfg) -> Dataset:
-        bunch = loader()
-        names = tuple(str(c) for c in getattr(bunch, "target_names", ())) if kind != "regression" else ()
+def split_indices(
+    name: str, y: np.ndarray, kind: str, cfg, n_test: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, test) indices of split_and_standardize, cached by the labels, the fractions and the seed."""
+
+    def compute() -> dict[str, np.ndarray]:
+        n = len(y)
+        idx = np.arange(n)
+        if n_test is None:
+            rest, test = _split(idx, y, cfg.test_fraction, cfg.seed, kind)
+            val_size = cfg.val_fraction / (1.0 - cfg.test_fraction)
+        else:
+            rest, test = idx[: n - n_test], idx[n - n_test :]
+            val_size = cfg.val_fraction
+        train, val = _split(rest, y, val_size, cfg.seed, kind)
+        return {"train": train, "val": val, "test": test}
+
+    labels = np.ascontiguousarray(y)
+    if labels.dtype == object:  # no stable bytes to key the cache by
+        parts = compute()
+    else:
+        key = {
+            "sklearn": _sklearn_version(),
+            "numpy": np.__version__,
+            "labels": [str(labels.dtype), list(labels.shape), hashlib.sha256(labels.tobytes()).hexdigest()],
+            "kind": kind,
+            "seed": cfg.seed,
+            "test_fraction": cfg.test_fraction if n_test is None else None,
+            "val_fraction": cfg.val_fraction,
+            "n_test": n_test,
+        }
+        parts = cache.cached(f"{name}-split", key, ("train", "val", "test"), compute)
+    return parts["train"], parts["val"], parts["test"]
+
+
+def _sklearn(loader: str, kind: str, input_shape=None):
+    """A scikit-learn set (sklearn.datasets.<loader>), loaded once and then read from the cache."""
+
+    def load() -> dict[str, np.ndarray]:
+        from sklearn import datasets as skd
+
+        bunch = getattr(skd, loader)()
+        names = [str(c) for c in getattr(bunch, "target_names", ())] if kind != "regression" else []
         if kind == "multiclass" and not names:
-            names = tuple(str(c) for c in np.unique(bunch.target))
+            names = [str(c) for c in np.unique(bunch.target)]
+        return {"data": bunch.data, "target": bunch.target, "names": np.array(names, dtype=str)}
+
+    def build(cfg) -> Dataset:
+        arrays = cache.cached(
+            cfg.name, {"loader": loader, "sklearn": _sklearn_version()}, ("data", "target", "names"), load
+        )
+        names = tuple(str(c) for c in arrays["names"])
         input_kind = "image" if input_shape and len(input_shape) == 3 else "tabular"
-        return split_and_standardize(cfg.name, bunch.data, bunch.target, kind, cfg, input_shape, names, input_kind)
+        return split_and_standardize(
+            cfg.name, arrays["data"], arrays["target"], kind, cfg, input_shape, names, input_kind
+        )
 
     return build
 
 
-DATASETS.register("digits", "8x8 handwritten digits, 10 classes")(_sklearn(skd.load_digits, "multiclass", (1, 8, 8)))
-DATASETS.register("iris", "Iris flowers, 3 classes")(_sklearn(skd.load_iris, "multiclass"))
-DATASETS.register("breast_cancer", "Breast cancer Wisconsin, binary")(_sklearn(skd.load_breast_cancer, "binary"))
-DATASETS.register("wine", "Wine cultivars, 3 classes")(_sklearn(skd.load_wine, "multiclass"))
-DATASETS.register("diabetes", "Diabetes progression, regression")(_sklearn(skd.load_diabetes, "regression"))
+def _generated(generator: str, cfg, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """x, y of sklearn.datasets.<generator>(**kwargs), made once and then read from the cache."""
+
+    def make() -> dict[str, np.ndarray]:
+        from sklearn import datasets as skd
+
+        x, y = getattr(skd, generator)(**kwargs)
+        return {"x": x, "y": y}
+
+    arrays = cache.cached(cfg.name, {"generator": generator, **kwargs, "sklearn": _sklearn_version()}, ("x", "y"), make)
+    return arrays["x"], arrays["y"]
+
+
+DATASETS.register("digits", "8x8 handwritten digits, 10 classes")(_sklearn("load_digits", "multiclass", (1, 8, 8)))
+DATASETS.register("iris", "Iris flowers, 3 classes")(_sklearn("load_iris", "multiclass"))
+DATASETS.register("breast_cancer", "Breast cancer Wisconsin, binary")(_sklearn("load_breast_cancer", "binary"))
+DATASETS.register("wine", "Wine cultivars, 3 classes")(_sklearn("load_wine", "multiclass"))
+DATASETS.register("diabetes", "Diabetes progression, regression")(_sklearn("load_diabetes", "regression"))
 
 
 @DATASETS.register("xor", "Four Gaussian clusters at (+-1, +-1), label x1 * x2 < 0")
@@ -118,13 +184,13 @@ def xor(cfg) -> Dataset:
 
 @DATASETS.register("moons", "Two interleaving half circles")
 def moons(cfg) -> Dataset:
-    x, y = skd.make_moons(cfg.n_samples, noise=cfg.noise, random_state=cfg.seed)
+    x, y = _generated("make_moons", cfg, n_samples=cfg.n_samples, noise=cfg.noise, random_state=cfg.seed)
     return split_and_standardize("moons", x, y, "binary", cfg)
 
 
 @DATASETS.register("circles", "A circle inside a circle")
 def circles(cfg) -> Dataset:
-    x, y = skd.make_circles(cfg.n_samples, noise=cfg.noise, factor=0.5, random_state=cfg.seed)
+    x, y = _generated("make_circles", cfg, n_samples=cfg.n_samples, noise=cfg.noise, factor=0.5, random_state=cfg.seed)
     return split_and_standardize("circles", x, y, "binary", cfg)
 
 
@@ -143,8 +209,14 @@ def spirals(cfg) -> Dataset:
 
 @DATASETS.register("blobs", "Isotropic Gaussian blobs in 2-D")
 def blobs(cfg) -> Dataset:
-    x, y = skd.make_blobs(
-        cfg.n_samples, n_features=2, centers=cfg.classes, cluster_std=cfg.noise, random_state=cfg.seed
+    x, y = _generated(
+        "make_blobs",
+        cfg,
+        n_samples=cfg.n_samples,
+        n_features=2,
+        centers=cfg.classes,
+        cluster_std=cfg.noise,
+        random_state=cfg.seed,
     )
     return split_and_standardize("blobs", x, y, "binary" if cfg.classes == 2 else "multiclass", cfg)
 
