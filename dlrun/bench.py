@@ -94,16 +94,78 @@ def startup(repeats: int = 5, epochs: int = 30) -> None:
     )
 
 
+def vectorized(k: int = 16, repeats: int = 2, threads: int = 1) -> None:
+    """K seeds as one vectorized group against K separate in-process runs of the same configs (same steps,
+    same threads, configs composed before the clock starts), interleaved; prints the times and the ratio."""
+    import copy
+
+    from dlrun.config import compose
+    from dlrun.train import train
+    from dlrun.train.members import members
+    from dlrun.train.vector import train_group
+
+    cases = [
+        ("MLP on digits (the default config), 30 epochs", []),
+        ("MNIST-1D CNN (experiment=mnist1d_cnn), 4 epochs", ["experiment=mnist1d_cnn", "trainer.epochs=4"]),
+    ]
+    for label, extra in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = [*extra, "trainer.device=cpu", "trainer.progress=none", f"trainer.threads={threads}"]
+            base.append(f"runs_dir={tmp}")
+            single = compose(base)
+            grouped = compose([*base, f"trainer.seeds={list(range(k))}"])
+
+            def separate(single=single) -> float:
+                configs = []
+                for seed in range(k):
+                    cfg = copy.deepcopy(single)
+                    cfg.trainer.seed = seed
+                    configs.append(cfg)
+                start = time.perf_counter()
+                for cfg in configs:
+                    train(cfg)
+                return time.perf_counter() - start
+
+            def together(grouped=grouped) -> float:
+                specs = members(grouped, [], {})
+                start = time.perf_counter()
+                summary = train_group(specs)
+                assert summary["status"] == "completed", summary["status"]
+                return time.perf_counter() - start
+
+            warm = [*base, "trainer.steps=2"]  # first-call costs (imports, data caches) hit neither timing
+            train(compose(warm))
+            train_group(members(compose([*warm, "trainer.seeds=[0,1]"]), [], {}))
+            times: dict[str, list[float]] = {"separate": [], "vectorized": []}
+            for i in range(repeats):  # interleaved, each side first every other time
+                for name in ("separate", "vectorized") if i % 2 == 0 else ("vectorized", "separate"):
+                    times[name].append(separate() if name == "separate" else together())
+        sep, vec = statistics.median(times["separate"]), statistics.median(times["vectorized"])
+        print(f"{label}: {k} seeds, {threads} thread(s), {repeats} repeats")
+        print(f"  {k} separate runs : {sep:.2f} s ({', '.join(f'{t:.2f}' for t in times['separate'])})")
+        print(f"  one group of {k}   : {vec:.2f} s ({', '.join(f'{t:.2f}' for t in times['vectorized'])})")
+        print(f"  ratio group/separate: {vec / sep:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for both loops (0: PyTorch's default)")
-    parser.add_argument("--only", choices=("startup",), help="run only this part (startup: whole processes)")
+    parser.add_argument(
+        "--only",
+        choices=("loop", "startup", "vector"),
+        help="run only this part (loop: trainer against a raw loop; startup: whole processes; vector: seed groups)",
+    )
+    parser.add_argument("--seeds", type=int, default=16, help="members of the vector part")
+    parser.add_argument("--vector-repeats", type=int, default=2, help="repeats of the vector part")
     parser.add_argument("--startup-repeats", type=int, default=5, help="process pairs of the startup part")
     args = parser.parse_args()
     if args.only == "startup":
         startup(args.startup_repeats, args.epochs)
+        return
+    if args.only == "vector":
+        vectorized(args.seeds, args.vector_repeats, args.threads or 1)
         return
 
     from dlrun.config import compose
@@ -133,8 +195,12 @@ def main() -> None:
         f"ratio dlrun/raw  : {statistics.median(ratios):.3f} (median of pairs; min {min(ratios):.3f}, "
         f"max {max(ratios):.3f}); ratio of the fastest runs {min(ours) / min(raw):.3f}"
     )
+    if args.only == "loop":
+        return
     print()
     startup(args.startup_repeats, args.epochs)
+    print()
+    vectorized(args.seeds, args.vector_repeats, args.threads or 1)
 
 
 if __name__ == "__main__":

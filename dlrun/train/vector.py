@@ -55,6 +55,7 @@ from dlrun.train.diagnostics import layer_name
 from dlrun.train.logger import RunLogger
 from dlrun.train.loop import (
     TrainState,
+    cpu_settings,
     epoch_order,
     model_for_task,
     resolve_device,
@@ -152,8 +153,7 @@ def build_group(specs: list[MemberSpec]) -> Group:
     cfg = specs[0].cfg
     t = cfg.trainer
     device = resolve_device(t.device)
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    cpu_settings(t, device)
     data = build_data(cfg.data).to(device)
     members = []
     n_train = len(data.train)
