@@ -82,11 +82,17 @@ def sweep(
     directory: Path | None = typer.Option(
         None, "--dir", help="The sweep directory. Default: <runs_dir>/sweeps/<name>-<time>/.", show_default=False
     ),
+    cold: bool = typer.Option(
+        False,
+        "--cold",
+        help="Start every training as a new Python process instead of forking a warm one "
+        "(that has imported torch and dlrun once).",
+    ),
     resume: Path | None = typer.Option(
         None,
         "--resume",
         help="Continue the sweep in this directory (its sweep.yaml holds the arguments); "
-        "--jobs, --trials and --max-failures may change.",
+        "--jobs, --trials, --max-failures and --cold may change.",
         show_default=False,
     ),
 ):
@@ -94,8 +100,10 @@ def sweep(
 
     Every trial is a normal run under [bold]<sweep>/trials/<n>/[/]; the study is the ledger."""
     from dlrun.errors import ConfigError, RunFailed
-    from dlrun.sweep import runner
+    from dlrun.sweep import runner, warm
 
+    if not cold:
+        warm.start()  # its imports overlap composing and checking the sweep
     if resume is not None:
         given = [
             flag
@@ -115,9 +123,11 @@ def sweep(
         if given:
             raise ConfigError(
                 f"--resume takes its arguments from sweep.yaml; {given[0]} cannot change "
-                "(only --jobs, --trials and --max-failures can)"
+                "(only --jobs, --trials, --max-failures and --cold can)"
             )
-        spec, sweep_dir = runner.resume(resume, jobs=jobs, trials=trials, max_failures=max_failures)
+        spec, sweep_dir = runner.resume(
+            resume, jobs=jobs, trials=trials, max_failures=max_failures, warm=False if cold else None
+        )
     else:
         spec, sweep_dir = runner.plan(
             list(overrides or []),
@@ -132,6 +142,7 @@ def sweep(
             directory=directory,
             max_failures=max_failures,
             jobs=jobs or 1,
+            warm=not cold,
         )
     seeds_text = f", seeds {','.join(map(str, spec.seeds))}" if spec.seeds else ""
     print(

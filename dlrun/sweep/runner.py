@@ -166,8 +166,8 @@ class SeedRun:
 
     seed: int | None
     run_dir: Path
-    proc: subprocess.Popen
-    log: Any  # the open output.log
+    proc: Any  # subprocess.Popen, or warm.Worker (the same methods)
+    log: Any = None  # the open output.log of a cold process
 
 
 @dataclass
@@ -258,6 +258,9 @@ class Runner:
             except KeyboardInterrupt:
                 self.abort("the sweep was interrupted")
                 raise
+            except BaseException as e:  # no training outlives the sweep loop
+                self.abort(f"the sweep stopped: {e}")
+                raise
         return self.summary()
 
     def running(self) -> list[SeedRun]:
@@ -321,9 +324,16 @@ class Runner:
                 self.spec.pruner,
             ]
         cmd += ["--", *t.overrides, *([f"trainer.seed={seed}"] if seed is not None else [])]
-        log = open(run_dir / "output.log", "wb")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        t.running.append(SeedRun(seed, run_dir, proc, log))
+        t.running.append(SeedRun(seed, run_dir, *self.spawn(cmd, run_dir / "output.log")))
+
+    def spawn(self, cmd: list[str], log_path: Path) -> tuple[Any, Any]:
+        """A training process for `python -m dlrun.sweep.trial ARGS`: forked warm, or a new Python (--cold)."""
+        if self.spec.warm:
+            from dlrun.sweep.warm import Worker
+
+            return Worker(cmd[3:], log_path), None
+        log = open(log_path, "wb")
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log
 
     def report_metric(self) -> str:
         """The metric the pruner sees at each evaluation: the val metric behind --metric."""
@@ -337,7 +347,8 @@ class Runner:
                 code = r.proc.poll()
                 if code is None:
                     continue
-                r.log.close()
+                if r.log:
+                    r.log.close()
                 t.running.remove(r)
                 result = outcome(r.run_dir, code, self.spec.metric)
                 t.results[r.seed] = result
@@ -416,7 +427,8 @@ class Runner:
             except subprocess.TimeoutExpired:
                 r.proc.kill()
                 r.proc.wait()
-            r.log.close()
+            if r.log:
+                r.log.close()
         callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
         for t in self.open.values():
             self.storage.set_trial_user_attr(t.trial._trial_id, "reason", f"{reason}; queued again")
@@ -509,6 +521,7 @@ def plan(
     directory: Path | None = None,
     max_failures: int | None = None,
     jobs: int = 1,
+    warm: bool = True,
 ) -> tuple[SweepSpec, Path]:
     """Check a sweep's arguments and compose every point of its space; then make its directory.
 
@@ -570,6 +583,7 @@ def plan(
         max_failures=max_failures,
         jobs=jobs,
         plugins=list(cfg.plugins),
+        warm=warm,
     )
     return spec, sweep_dir
 
@@ -578,6 +592,10 @@ def run(spec: SweepSpec, sweep_dir: Path, on_trial=None) -> dict[str, Any]:
     """Run (or join, or continue) the sweep in sweep_dir; returns counts of its trials."""
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    if spec.warm:
+        from dlrun.sweep import warm
+
+        warm.start()
     space = parse(spec.overrides)
     study = open_study(spec, sweep_dir, space)
     spec.save(sweep_dir)
@@ -588,9 +606,14 @@ def run(spec: SweepSpec, sweep_dir: Path, on_trial=None) -> dict[str, Any]:
 
 
 def resume(
-    sweep_dir: Path, *, jobs: int | None = None, trials: int | None = None, max_failures: int | None = None
+    sweep_dir: Path,
+    *,
+    jobs: int | None = None,
+    trials: int | None = None,
+    max_failures: int | None = None,
+    warm: bool | None = None,
 ) -> tuple[SweepSpec, Path]:
-    """The spec of a sweep to continue, from its sweep.yaml; --jobs, --trials and --max-failures may change."""
+    """The spec of a sweep to continue, from its sweep.yaml; --jobs, --trials, --max-failures, --cold may change."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise ConfigError(f"--resume {sweep_dir}: no such directory; give a sweep directory (runs/sweeps/...)")
@@ -602,4 +625,6 @@ def resume(
         spec.trials = min(trials, size) if size is not None else trials
     if max_failures is not None:
         spec.max_failures = max_failures
+    if warm is not None:
+        spec.warm = warm
     return spec, sweep_dir

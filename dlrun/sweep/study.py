@@ -40,6 +40,7 @@ class SweepSpec:
     max_failures: int | None = None  # stop after this many failed trials
     jobs: int = 1  # trainings at once
     plugins: list[str] = field(default_factory=list)  # plugin files and modules the trials load
+    warm: bool = True  # trials fork from a server that has imported torch and dlrun; False: new processes
 
     def url(self, sweep_dir: Path) -> str:
         return self.storage or f"sqlite:///{(Path(sweep_dir) / 'study.db').resolve()}"

@@ -1,6 +1,7 @@
 """One training of a sweep, in its own process: `python -m dlrun.sweep.trial --run-dir DIR -- OVERRIDES`.
 
-The sweep starts one such process per (trial, seed), so a crash, a divergence or a kill ends this
+The sweep starts one such process per (trial, seed), forked from a warm server (warm.py) or, with
+`dlrun sweep --cold`, as a new Python process, so a crash, a divergence or a kill ends this
 process only. The run directory is a normal dlrun run; the sweep reads its summary.json, and the
 last line of output.log when there is no summary. With --storage, the process reports the metric
 to the Optuna trial at every evaluation and stops when the pruner says so (summary status "pruned").
@@ -33,14 +34,21 @@ class PruningReport:
 
 
 def end_with_parent(parent: int) -> None:
-    """On Linux, receive SIGTERM (a graceful stop) when the sweep process dies, so no training is orphaned."""
+    """On Linux, receive SIGTERM (a graceful stop) when the parent process dies, so no training is orphaned.
+
+    The parent is the sweep, or for a warm trial the fork server, which ends when the sweep does.
+    """
     if sys.platform != "linux":
         return
     import ctypes
 
     ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the sweep died before prctl took effect
+    try:
+        os.kill(parent, 0)
+    except ProcessLookupError:  # the sweep died before prctl took effect
         sys.exit(130)
+    except PermissionError:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
