@@ -11,8 +11,8 @@ from pathlib import Path
 
 import optuna
 import pytest
-
 from conftest import dlrun
+
 from dlrun.sweep import warm
 from dlrun.sweep.runner import outcome
 from dlrun.sweep.study import SweepSpec
