@@ -92,7 +92,10 @@ def grid(tmp_path_factory):
 
 def test_grid_with_seeds_runs_every_config_for_every_seed(grid):
     sweep_dir, result = grid
-    runs = summaries(sweep_dir / "trials")
+    found = summaries(sweep_dir / "trials")
+    runs = {p: s for p, s in found.items() if s.get("kind") != "group"}
+    groups = sorted(p.relative_to(sweep_dir).as_posix() for p, s in found.items() if s.get("kind") == "group")
+    assert groups == [f"trials/{n}" for n in range(4)]  # each trial's two seeds trained as one vectorized group
     assert len(runs) == 8 and all(s["status"] == "completed" for s in runs.values())
     assert sorted(p.relative_to(sweep_dir).as_posix() for p in runs) == [
         f"trials/{n}/seed{k}" for n in range(4) for k in range(2)

@@ -82,6 +82,13 @@ def sweep(
     directory: Path | None = typer.Option(
         None, "--dir", help="The sweep directory. Default: <runs_dir>/sweeps/<name>-<time>/.", show_default=False
     ),
+    vectorize: int = typer.Option(
+        1,
+        "--vectorize",
+        help="Train up to K configurations, with their seeds, in one process as one vectorized model when they "
+        "differ only in optim.lr, weight_decay, momentum, gamma, beta1, beta2 or regularizer.strength. "
+        "1: each configuration's seeds together; 0: every seed in a process of its own.",
+    ),
     cold: bool = typer.Option(
         False,
         "--cold",
@@ -117,6 +124,7 @@ def sweep(
                 ("--storage", storage, None),
                 ("--study", study, None),
                 ("--dir", directory, None),
+                ("--vectorize", vectorize, 1),
             )
             if value not in (default, [])
         ]
@@ -143,6 +151,7 @@ def sweep(
             max_failures=max_failures,
             jobs=jobs or 1,
             warm=not cold,
+            vectorize=vectorize,
         )
     seeds_text = f", seeds {','.join(map(str, spec.seeds))}" if spec.seeds else ""
     print(

@@ -1,4 +1,4 @@
-"""The sweep loop: an Optuna study is the ledger; every training is a subprocess.
+"""The sweep loop: an Optuna study is the ledger; every training is a process of its own.
 
 One Optuna trial is one configuration. Its value is the mean of the metric over the seeds
 (`--seeds 0,1,2`), and each seed is its own run directory:
@@ -7,10 +7,16 @@ One Optuna trial is one configuration. Its value is the mean of the metric over 
     <sweep>/study.db                        the Optuna study (SQLite), unless --storage names another
     <sweep>/trials/<n>/                     trial n's run (one seed), or
     <sweep>/trials/<n>/seed<k>/             trial n's run with trainer.seed=k
+    <sweep>/trials/<n>/summary.json         its seeds' vectorized group (mean and std), when they trained as one
+    <sweep>/packs/<n>/                      a group of several trials (--vectorize K): pack.json, summary.json
     <sweep>/tensorboard/                    HParams: one session per trial with its final metrics
 
 The parent asks the study for a configuration, starts up to --jobs training processes
-(`python -m dlrun.sweep.trial`), and tells the study each trial's result when its seeds are done.
+(`python -m dlrun.sweep.trial`, forked warm: see warm.py), and tells the study each trial's
+result when its seeds are done. A trial's seeds train in one process as one vectorized model
+when its configuration allows it (members.refusal), and with `--vectorize K` up to K trials whose
+configurations differ only in vary=True keys share that process (members.packable); a pack's
+trials are asked together, so the budget counts them as running from the start.
 A training that crashes, diverges or is killed fails its trial (FAIL, with the reason in the
 trial's user attributes) and the sweep goes on.
 
@@ -166,8 +172,9 @@ class SeedRun:
 
     seed: int | None
     run_dir: Path
-    proc: Any  # subprocess.Popen, or warm.Worker (the same methods)
+    proc: Any  # subprocess.Popen, or warm.Worker (the same methods); a pack's members share one
     log: Any = None  # the open output.log of a cold process
+    log_path: Path | None = None  # the process's output.log when it is not in run_dir (a pack's)
 
 
 @dataclass
@@ -182,13 +189,14 @@ class OpenTrial:
     failed: str = ""  # why the trial failed
     pruned: bool = False
     started: float = field(default_factory=time.time)
+    cfg: Any = None  # its composed config when its seeds train as one vectorized group (else None)
 
     @property
     def done(self) -> bool:
         return not self.running and (bool(self.failed) or self.pruned or not self.pending)
 
 
-def outcome(run_dir: Path, code: int, metric: str) -> dict[str, Any]:
+def outcome(run_dir: Path, code: int, metric: str, log: Path | None = None) -> dict[str, Any]:
     """What a training process left: status, final metrics, wall time and, for a failure, the reason."""
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -199,7 +207,7 @@ def outcome(run_dir: Path, code: int, metric: str) -> dict[str, Any]:
         status = "failed"  # the process died after writing its summary
     reason = ""
     if status not in ("completed", "pruned"):
-        reason = summary.get("message") or _last_line(run_dir / "output.log") or _exit_reason(code)
+        reason = summary.get("message") or _last_line(log or run_dir / "output.log") or _exit_reason(code)
     elif metric not in summary.get("metrics", {}):
         status = "failed"
         reason = f"no {metric} in the run's metrics (it has {', '.join(summary.get('metrics', {}))})"
@@ -209,7 +217,20 @@ def outcome(run_dir: Path, code: int, metric: str) -> dict[str, Any]:
         "wall_time_s": summary.get("wall_time_s") or 0.0,
         "reason": reason.removeprefix("error: "),
         "run_dir": str(run_dir),
+        "group": summary.get("group"),  # the vectorized group it trained in, if any
     }
+
+
+def wall_time(results: list[dict[str, Any]]) -> float:
+    """Seconds the runs took: the sum over processes (the members of a group share its wall time)."""
+    groups: dict[str, float] = {}
+    alone = 0.0
+    for r in results:
+        if r.get("group"):
+            groups[r["group"]] = max(groups.get(r["group"], 0.0), r["wall_time_s"])
+        else:
+            alone += r["wall_time_s"]
+    return alone + sum(groups.values())
 
 
 def _last_line(path: Path) -> str:
@@ -266,16 +287,24 @@ class Runner:
     def running(self) -> list[SeedRun]:
         return [r for t in self.open.values() for r in t.running]
 
+    def procs(self) -> list[Any]:
+        """The training processes now running (a pack's members share one)."""
+        return list({id(r.proc): r.proc for r in self.running()}.values())
+
     # -- starting trainings
     def launch(self) -> None:
-        while len(self.running()) < self.spec.jobs:
-            if self.start_next_seed():
+        while len(self.procs()) < self.spec.jobs:
+            if self.start_next_seed() or self.start_pack():
                 continue
             if self.no_more or not self.ask():
+                if self.start_pack():  # no more trials to ask: what waits starts as it is
+                    continue
                 return
 
     def start_next_seed(self) -> bool:
         for t in self.open.values():
+            if t.cfg is not None:
+                continue  # its seeds go in a pack
             gated = self.spec.pruner != "none" and t.results == {} and t.running  # the first seed decides pruning
             if t.pending and not t.failed and not t.pruned and not gated:
                 self.start(t, t.pending.pop(0))
@@ -305,12 +334,79 @@ class Runner:
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("reason", "")
         seeds = list(self.spec.seeds) if self.spec.seeds else [None]
-        self.open[trial.number] = OpenTrial(trial, overrides, pending=seeds)
+        t = self.open[trial.number] = OpenTrial(trial, overrides, pending=seeds)
+        if self.spec.vectorize >= 1 and (len(seeds) > 1 or self.spec.vectorize > 1):
+            from dlrun.config import compose
+            from dlrun.train.members import refusal
+
+            cfg = compose(overrides)
+            if refusal(cfg) is None:
+                t.cfg = cfg  # else its seeds run one process each
         return True
 
-    def start(self, t: OpenTrial, seed: int | None) -> None:
+    def start_pack(self) -> bool:
+        """Start one vectorized process for up to --vectorize waiting trials that may train together.
+
+        Returns False when none waits, or when fewer than --vectorize wait and more may be asked.
+        """
+        from dlrun.train.members import packable
+
+        waiting = [t for t in self.open.values() if t.cfg is not None and t.pending and not t.running]
+        if not waiting:
+            return False
+        first, rest = waiting[0], waiting[1:]
+        fits = [t for t in rest if packable(first.cfg, t.cfg) is None]
+        pack = [first, *fits][: max(1, self.spec.vectorize)]
+        if len(pack) < self.spec.vectorize and not self.no_more and len(fits) == len(rest):
+            return False  # room in the pack: ask for another trial first
+        members = [(t, seed) for t in pack for seed in t.pending]
+        if len(members) == 1:  # a single run: no group
+            self.start(first, first.pending.pop(0))
+            return True
+        if len(pack) == 1:
+            group_dir = self.sweep_dir / "trials" / str(first.trial.number)
+        else:
+            group_dir = self.sweep_dir / "packs" / str(first.trial.number)
+        group_dir.mkdir(parents=True, exist_ok=True)
+        info: dict[str, Any] = {"group_dir": str(group_dir), "members": []}
+        runs = []
+        for t, seed in members:
+            run_dir = self.run_dir(t, seed)
+            info["members"].append(
+                {
+                    "trial": t.trial.number,
+                    "trial_id": t.trial._trial_id,
+                    "run_dir": str(run_dir),
+                    "overrides": [*t.overrides, *([f"trainer.seed={seed}"] if seed is not None else [])],
+                }
+            )
+            runs.append((t, seed, run_dir))
+        if self.spec.pruner != "none":
+            info.update(
+                storage=self.spec.url(self.sweep_dir),
+                study=self.spec.study,
+                pruner=self.spec.pruner,
+                report=self.report_metric(),
+            )
+        from dlrun.files import atomic_write
+
+        atomic_write(group_dir / "pack.json", json.dumps(info, indent=2) + "\n")
+        cmd = [sys.executable, "-m", "dlrun.sweep.trial", "--pack", str(group_dir / "pack.json")]
+        cmd += ["--parent", str(os.getpid())]
+        log_path = group_dir / "output.log"
+        proc, log = self.spawn(cmd, log_path)
+        for t, seed, run_dir in runs:
+            t.running.append(SeedRun(seed, run_dir, proc, log, log_path))
+        for t in pack:
+            t.pending = []
+        return True
+
+    def run_dir(self, t: OpenTrial, seed: int | None) -> Path:
         trial_dir = self.sweep_dir / "trials" / str(t.trial.number)
-        run_dir = trial_dir if seed is None else trial_dir / f"seed{seed}"
+        return trial_dir if seed is None else trial_dir / f"seed{seed}"
+
+    def start(self, t: OpenTrial, seed: int | None) -> None:
+        run_dir = self.run_dir(t, seed)
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "dlrun.sweep.trial", "--run-dir", str(run_dir), "--parent", str(os.getpid())]
         if self.spec.pruner != "none" and not t.results and not t.running:  # the first seed reports
@@ -350,16 +446,21 @@ class Runner:
                 if r.log:
                     r.log.close()
                 t.running.remove(r)
-                result = outcome(r.run_dir, code, self.spec.metric)
+                result = outcome(r.run_dir, code, self.spec.metric, r.log_path)
                 t.results[r.seed] = result
                 if result["status"] == "pruned":
                     t.pruned = True
                 elif result["status"] != "completed" and not t.failed:
                     t.failed = f"seed {r.seed}: {result['reason']}" if r.seed is not None else result["reason"]
                     for other in t.running:  # the trial has failed: its other seeds need not finish
-                        other.proc.send_signal(signal.SIGTERM)
+                        if not self.shared(other.proc, t):
+                            other.proc.send_signal(signal.SIGTERM)
             if t.done:
                 self.finish(t)
+
+    def shared(self, proc: Any, t: OpenTrial) -> bool:
+        """Whether proc also trains another trial (a pack): then it is not stopped for t's sake."""
+        return any(r.proc is proc for other in self.open.values() if other is not t for r in other.running)
 
     def finish(self, t: OpenTrial) -> None:
         """Tell the study: the mean over seeds (COMPLETE), PRUNED, or FAIL with the reason."""
@@ -376,7 +477,7 @@ class Runner:
             trial.set_user_attr("seeds", [s for s in seeds if s is not None])
             trial.set_user_attr("metrics", metrics)
             trial.set_user_attr("runs", [str(Path(r["run_dir"]).relative_to(self.sweep_dir)) for r in results])
-            trial.set_user_attr("time_s", round(sum(r["wall_time_s"] for r in results), 3))
+            trial.set_user_attr("time_s", round(wall_time(results), 3))
             if t.failed:
                 trial.set_user_attr("reason", t.failed)
                 self.study.tell(trial, state=TrialState.FAIL)
@@ -417,16 +518,17 @@ class Runner:
 
     def abort(self, reason: str) -> None:
         """Stop every training (SIGTERM: each writes its checkpoint), then fail and queue their trials again."""
-        for r in self.running():
-            if r.proc.poll() is None:
-                r.proc.send_signal(signal.SIGTERM)
+        for proc in self.procs():  # once each: a second signal would abort a pack without its checkpoints
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         deadline = time.time() + 30
-        for r in self.running():
+        for proc in self.procs():
             try:
-                r.proc.wait(timeout=max(0.1, deadline - time.time()))
+                proc.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
-                r.proc.kill()
-                r.proc.wait()
+                proc.kill()
+                proc.wait()
+        for r in self.running():
             if r.log:
                 r.log.close()
         callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
@@ -522,6 +624,7 @@ def plan(
     max_failures: int | None = None,
     jobs: int = 1,
     warm: bool = True,
+    vectorize: int = 1,
 ) -> tuple[SweepSpec, Path]:
     """Check a sweep's arguments and compose every point of its space; then make its directory.
 
@@ -543,6 +646,8 @@ def plan(
         raise ConfigError(f"--pruner {pruner}: unknown; choose from: {', '.join(PRUNERS)}")
     if jobs < 1:
         raise ConfigError(f"--jobs {jobs}: must be >= 1")
+    if vectorize < 0:
+        raise ConfigError(f"--vectorize {vectorize}: must be >= 0 (0: every seed in a process of its own)")
     if trials is not None and trials < 1:
         raise ConfigError(f"--trials {trials}: must be >= 1")
     if max_failures is not None and max_failures < 1:
@@ -584,6 +689,7 @@ def plan(
         jobs=jobs,
         plugins=list(cfg.plugins),
         warm=warm,
+        vectorize=vectorize,
     )
     return spec, sweep_dir
 

@@ -40,6 +40,7 @@ class SweepSpec:
     max_failures: int | None = None  # stop after this many failed trials
     jobs: int = 1  # trainings at once
     plugins: list[str] = field(default_factory=list)  # plugin files and modules the trials load
+    vectorize: int = 1  # trials packed in one vectorized process (their seeds always are); 0: one per seed
     warm: bool = True  # trials fork from a server that has imported torch and dlrun; False: new processes
 
     def url(self, sweep_dir: Path) -> str:

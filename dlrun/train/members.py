@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from dlrun import options
 from dlrun.config import Config
@@ -30,6 +31,7 @@ class MemberSpec:
     label: str  # its run directory's name inside the group: seed0, lr0.1-seed0, ...
     configuration: int  # index of its configuration (members that differ only in the seed share it)
     values: dict[str, float]  # its varied values ({} when only the seeds differ)
+    run_dir: Path | None = None  # where its run goes; None: <group>/<label>
 
 
 def varying_keys() -> list[str]:
@@ -110,6 +112,24 @@ def refusal(cfg: Config) -> str | None:
         return "backprop=manual runs the lecture's per-layer boxes on one model"
     if cfg.resume is not None:
         return "a resumed single run keeps its one seed (resume the group's folder to resume a group)"
+    return None
+
+
+def packable(a: Config, b: Config) -> str | None:
+    """Why runs a and b cannot train in one vectorized group (None when they can).
+
+    They may differ only in the seed and the keys declared vary=True; each must train as a group.
+    """
+    from dlrun.config import flat
+
+    for cfg in (a, b):
+        if why := refusal(cfg):
+            return why
+    skip = {*varying_keys(), "trainer.seed", "trainer.seeds"}
+    fa, fb = flat(a), flat(b)
+    for key in sorted(set(fa) | set(fb)):
+        if key not in skip and fa.get(key) != fb.get(key):
+            return f"{key} differs ({fa.get(key)} and {fb.get(key)})"
     return None
 
 

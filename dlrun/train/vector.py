@@ -617,6 +617,11 @@ def eval_group(g: Group, clock: TrainState, t0: float, callbacks) -> None:
         )
     if stopped:
         finish(g, stopped, "early_stop", "", t0)
+    going = {k: results[k] for k, m in enumerate(g.members) if m.status == "running"}
+    for cb in callbacks:  # a callback may end some members, e.g. a sweep's pruner the seeds of one trial
+        ended = getattr(cb, "on_eval_members", lambda *a: None)(max(m.state.step for m in g.members), going)
+        if ended:
+            finish(g, sorted(ended), "pruned", "pruned by the sweep's pruner", t0)
     if shown:
         mean = {key: statistics.fmean(r[key] for r in shown) for key in shown[0]}
         step = max(m.state.step for m in g.members)
@@ -631,7 +636,7 @@ def finish(g: Group, ks: list[int], status: str, message: str, t0: float | None 
     t = g.cfg.trainer
     for k in ks:
         m = g.members[k]
-        if t0 is not None and status in ("diverged", "early_stop"):
+        if t0 is not None and status in ("diverged", "early_stop", "pruned"):
             m.state.train_time += time.perf_counter() - t0  # it stops here; the others go on
         if t.checkpoint:
             save_member(g, k, last=status != "diverged")  # a divergence keeps the last good last.pt
@@ -701,7 +706,7 @@ def train_group(
     first_start = previous.get("started_at", started)
     n_params = models.count_parameters(g.members[0].model)
     for k, m in enumerate(g.members):
-        m.run_dir = group_dir / m.spec.label
+        m.run_dir = Path(m.spec.run_dir) if m.spec.run_dir else group_dir / m.spec.label
         m.run_dir.mkdir(parents=True, exist_ok=True)
         m.state = TrainState(wall_start=started)
         resumed = resume is not None and (m.run_dir / "checkpoints" / "last.pt").exists()
