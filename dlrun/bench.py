@@ -147,6 +147,67 @@ def vectorized(k: int = 16, repeats: int = 2, threads: int = 1) -> None:
         print(f"  ratio group/separate: {vec / sep:.3f}")
 
 
+def _sweep(tmp: str, name: str, args: list[str]) -> tuple[float, list[float], list[float]]:
+    """A whole `dlrun sweep ARGS` process: (its seconds, each trial's wall time, each trial's train time)."""
+    import json
+
+    import optuna
+
+    sweep_dir = Path(tmp) / name
+    seconds = _wall([sys.executable, "-m", "dlrun.cli", "sweep", *args, "--dir", str(sweep_dir)])
+    study = optuna.load_study(study_name=sweep_dir.name, storage=f"sqlite:///{sweep_dir / 'study.db'}")
+    walls, trains = [], []
+    for t in study.trials:
+        walls.append((t.datetime_complete - t.datetime_start).total_seconds())
+        runs = [json.loads((sweep_dir / r / "summary.json").read_text()) for r in t.user_attrs["runs"]]
+        trains.append(max(r["train_time_s"] for r in runs))  # a group's members share their training
+    return seconds, walls, trains
+
+
+def sweeps(trials: int = 16, repeats: int = 1) -> None:
+    """Whole `dlrun sweep` processes: a 16-trial sweep with warm workers against new processes (--cold), and
+    a --seeds 0,1,2,3 sweep on digits with each configuration's seeds vectorized against a process per seed."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet = ["trainer.progress=none", "trainer.device=cpu", "trainer.threads=1"]
+    lrs = ",".join(f"{0.001 * (i + 1):g}" for i in range(trials))
+    grid = [f"optim.lr={lrs}", "trainer.epochs=2", *quiet]
+    seeded = ["optim.lr=0.001,0.003", *quiet, "--seeds", "0,1,2,3"]
+    with tempfile.TemporaryDirectory() as tmp:
+        _sweep(tmp, "warm-up", ["trainer.epochs=1", *quiet])  # fills the data cache
+        runs: dict[str, list[tuple[float, list[float], list[float]]]] = {}
+        for i in range(repeats):
+            order = ("warm", "cold") if i % 2 == 0 else ("cold", "warm")
+            for name in order:
+                runs.setdefault(name, []).append(
+                    _sweep(tmp, f"{name}{i}", [*grid, *(["--cold"] if name == "cold" else [])])
+                )
+            order = ("vectorized", "apart", "apart-cold") if i % 2 == 0 else ("apart-cold", "apart", "vectorized")
+            for name in order:
+                flags = {"vectorized": [], "apart": ["--vectorize", "0"], "apart-cold": ["--vectorize", "0", "--cold"]}
+                runs.setdefault(name, []).append(_sweep(tmp, f"{name}{i}", [*seeded, *flags[name]]))
+    print(
+        f"dlrun sweep, {trials} trials of the default MLP on digits (2 epochs each, one at a time), {repeats} repeats"
+    )
+    for name, label in (("warm", "warm workers"), ("cold", "new processes (--cold)")):
+        seconds = statistics.median(r[0] for r in runs[name])
+        over = statistics.median(statistics.fmean(w - t for w, t in zip(r[1], r[2], strict=True)) for r in runs[name])
+        print(f"  {label:24}: {seconds:.2f} s in all; per trial {over:.3f} s beyond its training")
+    print(
+        f"  ratio warm/cold (whole sweep): {statistics.median(r[0] for r in runs['warm']) / statistics.median(r[0] for r in runs['cold']):.3f}"
+    )
+    print("dlrun sweep optim.lr=0.001,0.003 --seeds 0,1,2,3 (digits MLP, 30 epochs)")
+    times = {name: statistics.median(r[0] for r in runs[name]) for name in ("vectorized", "apart", "apart-cold")}
+    print(f"  seeds vectorized, warm (default)    : {times['vectorized']:.2f} s")
+    print(f"  a process per seed, warm (--vectorize 0): {times['apart']:.2f} s")
+    print(f"  a process per seed, cold (--vectorize 0 --cold): {times['apart-cold']:.2f} s")
+    print(
+        f"  ratio vectorized/per-seed cold: {times['vectorized'] / times['apart-cold']:.3f}; "
+        f"vectorized/per-seed warm: {times['vectorized'] / times['apart']:.3f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -154,18 +215,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for both loops (0: PyTorch's default)")
     parser.add_argument(
         "--only",
-        choices=("loop", "startup", "vector"),
-        help="run only this part (loop: trainer against a raw loop; startup: whole processes; vector: seed groups)",
+        choices=("loop", "startup", "vector", "sweep"),
+        help="run only this part (loop: trainer against a raw loop; startup: whole processes; vector: seed groups; "
+        "sweep: warm workers and vectorized seeds in whole sweeps)",
     )
     parser.add_argument("--seeds", type=int, default=16, help="members of the vector part")
     parser.add_argument("--vector-repeats", type=int, default=2, help="repeats of the vector part")
     parser.add_argument("--startup-repeats", type=int, default=5, help="process pairs of the startup part")
+    parser.add_argument("--sweep-trials", type=int, default=16, help="trials of the warm/cold sweeps")
+    parser.add_argument("--sweep-repeats", type=int, default=1, help="repeats of the sweep part")
     args = parser.parse_args()
     if args.only == "startup":
         startup(args.startup_repeats, args.epochs)
         return
     if args.only == "vector":
         vectorized(args.seeds, args.vector_repeats, args.threads or 1)
+        return
+    if args.only == "sweep":
+        sweeps(args.sweep_trials, args.sweep_repeats)
         return
 
     from dlrun.config import compose
@@ -201,6 +268,8 @@ def main() -> None:
     startup(args.startup_repeats, args.epochs)
     print()
     vectorized(args.seeds, args.vector_repeats, args.threads or 1)
+    print()
+    sweeps(args.sweep_trials, args.sweep_repeats)
 
 
 if __name__ == "__main__":
