@@ -94,7 +94,7 @@ def startup(repeats: int = 5, epochs: int = 30) -> None:
     )
 
 
-def vectorized(k: int = 16, repeats: int = 2, threads: int = 1) -> None:
+def vectorized(k: int = 16, repeats: int = 2, threads: int = 1, only: str | None = None) -> None:
     """K seeds as one vectorized group against K separate in-process runs of the same configs (same steps,
     same threads, configs composed before the clock starts), interleaved; prints the times and the ratio."""
     import copy
@@ -109,6 +109,8 @@ def vectorized(k: int = 16, repeats: int = 2, threads: int = 1) -> None:
         ("MNIST-1D CNN (experiment=mnist1d_cnn), 4 epochs", ["experiment=mnist1d_cnn", "trainer.epochs=4"]),
     ]
     for label, extra in cases:
+        if only and only.lower() not in label.lower():
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             base = [*extra, "trainer.device=cpu", "trainer.progress=none", f"trainer.threads={threads}"]
             base.append(f"runs_dir={tmp}")
@@ -194,9 +196,8 @@ def sweeps(trials: int = 16, repeats: int = 1) -> None:
         seconds = statistics.median(r[0] for r in runs[name])
         over = statistics.median(statistics.fmean(w - t for w, t in zip(r[1], r[2], strict=True)) for r in runs[name])
         print(f"  {label:24}: {seconds:.2f} s in all; per trial {over:.3f} s beyond its training")
-    print(
-        f"  ratio warm/cold (whole sweep): {statistics.median(r[0] for r in runs['warm']) / statistics.median(r[0] for r in runs['cold']):.3f}"
-    )
+    warm_s, cold_s = (statistics.median(r[0] for r in runs[name]) for name in ("warm", "cold"))
+    print(f"  ratio warm/cold (whole sweep): {warm_s / cold_s:.3f}")
     print("dlrun sweep optim.lr=0.001,0.003 --seeds 0,1,2,3 (digits MLP, 30 epochs)")
     times = {name: statistics.median(r[0] for r in runs[name]) for name in ("vectorized", "apart", "apart-cold")}
     print(f"  seeds vectorized, warm (default)    : {times['vectorized']:.2f} s")
@@ -221,6 +222,7 @@ def main() -> None:
     )
     parser.add_argument("--seeds", type=int, default=16, help="members of the vector part")
     parser.add_argument("--vector-repeats", type=int, default=2, help="repeats of the vector part")
+    parser.add_argument("--vector-case", help="only the vector case whose name holds this (mlp, cnn)")
     parser.add_argument("--startup-repeats", type=int, default=5, help="process pairs of the startup part")
     parser.add_argument("--sweep-trials", type=int, default=16, help="trials of the warm/cold sweeps")
     parser.add_argument("--sweep-repeats", type=int, default=1, help="repeats of the sweep part")
@@ -229,7 +231,7 @@ def main() -> None:
         startup(args.startup_repeats, args.epochs)
         return
     if args.only == "vector":
-        vectorized(args.seeds, args.vector_repeats, args.threads or 1)
+        vectorized(args.seeds, args.vector_repeats, args.threads or 1, args.vector_case)
         return
     if args.only == "sweep":
         sweeps(args.sweep_trials, args.sweep_repeats)
