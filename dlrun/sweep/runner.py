@@ -49,9 +49,17 @@ from optuna.trial import FrozenTrial, TrialState
 from dlrun.errors import ConfigError
 from dlrun.sweep.results import direction_of
 from dlrun.sweep.space import SAMPLERS, Space, parse
-from dlrun.sweep.study import HEARTBEAT_S, MAX_RETRY, SweepSpec, open_storage, quiet_optuna, retried
+from dlrun.sweep.study import (
+    HEARTBEAT_S,
+    MAX_RETRY,
+    PRUNERS,
+    SweepSpec,
+    make_pruner,
+    open_storage,
+    quiet_optuna,
+    retried,
+)
 
-PRUNERS = ("none", "median", "hyperband")
 SPEC_ATTR = "dlrun.sweep"  # the study's user attribute holding the sweep's arguments
 
 
@@ -72,16 +80,6 @@ def make_sampler(name: str, space: Space) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler()
     raise ConfigError(f"--sampler {name}: unknown; choose from: {', '.join(SAMPLERS)}")
-
-
-def make_pruner(name: str) -> optuna.pruners.BasePruner:
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    if name == "median":  # stop a trial whose metric is worse than the median of earlier trials at that step
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    raise ConfigError(f"--pruner {name}: unknown; choose from: {', '.join(PRUNERS)}")
 
 
 def counted(trials: list[FrozenTrial]) -> list[FrozenTrial]:

@@ -110,6 +110,19 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
     raise AssertionError("unreachable")
 
 
+PRUNERS = ("none", "median", "hyperband")
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    if name == "median":  # stop a trial whose metric is worse than the median of earlier trials at that step
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    raise ConfigError(f"--pruner {name}: unknown; choose from: {', '.join(PRUNERS)}")
+
+
 def retried(trials: list[FrozenTrial]) -> set[int]:
     """Numbers of the failed trials that were queued again (their retry takes their place)."""
     return {n for t in trials for n in t.system_attrs.get("retry_history", [])}

@@ -114,8 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 def load_study(storage: str, name: str, pruner: str):
     import optuna
 
-    from dlrun.sweep.runner import make_pruner
-    from dlrun.sweep.study import open_storage, quiet_optuna
+    from dlrun.sweep.study import make_pruner, open_storage, quiet_optuna
 
     quiet_optuna()
     return optuna.load_study(
