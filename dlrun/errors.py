@@ -13,9 +13,14 @@ def suggest(word: str, choices) -> str:
 
 
 class DlrunError(Exception):
-    """A failure the user can act on; `exit_code` is what the CLI exits with."""
+    """A failure the user can act on; `exit_code` is what the CLI exits with.
+
+    Under torchrun every rank raises the same errors (a config error, a divergence: the decisions are
+    all-reduced), and rank 0 alone prints them; `own` marks an error of one rank, which it prints itself.
+    """
 
     exit_code = 1
+    own = False
 
 
 class ConfigError(DlrunError):

@@ -46,6 +46,8 @@ def handle_errors(fn):
             try:
                 return fn(*args, **kwargs)
             except DlrunError as e:
+                if not e.own and os.environ.get("RANK", "0") != "0" and os.environ.get("WORLD_SIZE", "1") != "1":
+                    raise SystemExit(e.exit_code) from None  # rank 0 prints what every rank raised
                 _fail(str(e), e.exit_code)
             except KeyboardInterrupt:
                 _fail("interrupted", 130)

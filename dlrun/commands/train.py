@@ -44,10 +44,13 @@ def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP
             members.scalar_list_error(shared)  # a list given to a number that cannot vary: say which can
             raise
         specs = members.members(cfg, shared, varied) if members.is_group(cfg, varied) else None
-    from dlrun.train import progress
+    from dlrun.train import dist, progress
     from dlrun.train import train as run_training
 
-    view = progress.make(cfg.trainer.progress, Console())
+    world = dist.world()
+    if world.active and specs is not None:
+        raise ConfigError("trainer.seeds or a list of values under torchrun: train a vectorized group in one process")
+    view = progress.make(cfg.trainer.progress, Console()) if world.main else None
     try:
         if specs is not None:
             from dlrun.train.vector import train_group
@@ -58,6 +61,8 @@ def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP
     finally:
         if view:
             view.close()
+    if not world.main:  # rank 0 reports for the run
+        raise typer.Exit(130 if summary["status"] == "interrupted" else 0)
     if specs is not None:
         _print_group(summary)
         if summary["status"] == "interrupted":

@@ -372,6 +372,7 @@ class TrainerConfig(Option):
     checkpoint_every: float = opt(60.0, ge=0.0, hparam=False)  # seconds between checkpoint writes at evaluations
     progress: str = opt("auto", choices=("auto", "bar", "lines", "none"), hparam=False)  # auto: a bar on a terminal
     diag_every: int = opt(500, ge=0, hparam=False)  # steps between diagnostics (grad norm, update/weight, activations)
+    dist_timeout: int = opt(300, ge=1, hparam=False)  # torchrun: seconds a rank waits for the others before failing
 
     def check(self):
         check_choice("device", self.device.split(":")[0], DEVICES)

@@ -29,8 +29,9 @@ from dlrun.errors import ConfigError, RunFailed
 from dlrun.init import initialize
 from dlrun.optim import build_optimizer, build_scheduler
 from dlrun.train import checkpoint as ckpt
-from dlrun.train import diagnostics, rundir
+from dlrun.train import diagnostics, dist, rundir
 from dlrun.train.diagnostics import layer_name
+from dlrun.train.dist import SINGLE, World
 from dlrun.train.logger import RunLogger
 
 
@@ -74,16 +75,25 @@ class Setup:
     maximize: bool
     augment: Any = None  # (B, ...) -> (B, ...) on train batches, or None
     closure: bool = False  # the optimizer's step() takes a closure that recomputes the objective (Newton)
+    world: World = SINGLE  # under torchrun: this process's rank of the run
+    net: nn.Module | None = None  # what trains: the model, or its DistributedDataParallel under torchrun
+
+    def __post_init__(self):
+        if self.net is None:
+            self.net = self.model
 
     @property
     def task(self) -> Task:
         return self.data.task
 
 
-def build_model(cfg: Config) -> tuple[torch.device, Dataset, str, losses.LossFn, nn.Module]:
-    """(device, data, loss name, loss, model) for a config; the model is seeded by trainer.seed and initialized."""
+def build_model(cfg: Config, world: World = SINGLE) -> tuple[torch.device, Dataset, str, losses.LossFn, nn.Module]:
+    """(device, data, loss name, loss, model) for a config; the model is seeded by trainer.seed and initialized.
+    Under torchrun (world.active) this joins the process group first, on cuda:LOCAL_RANK or the CPU."""
     t = cfg.trainer
     device = resolve_device(t.device)
+    if world.active:
+        device = dist.start(world, device, t.dist_timeout)
     cpu_settings(t, device)
     data = build_data(cfg.data).to(device)
     loss_name, loss_fn, model = model_for_task(cfg, data.task)
@@ -122,10 +132,11 @@ def summary_model(cfg: Config) -> tuple[nn.Module, Task, str]:
     return s.model, s.task, s.loss_name
 
 
-def build(cfg: Config) -> Setup:
-    """Data, model, loss, optimizer and schedule for a config; the model is seeded by trainer.seed."""
+def build(cfg: Config, world: World = SINGLE) -> Setup:
+    """Data, model, loss, optimizer and schedule for a config; the model is seeded by trainer.seed.
+    Under torchrun the model trains wrapped in DistributedDataParallel (`Setup.net`)."""
     t = cfg.trainer
-    device, data, loss_name, loss_fn, model = build_model(cfg)
+    device, data, loss_name, loss_fn, model = build_model(cfg, world)
     if cfg.backprop == "manual":  # the lecture's fprop/bprop boxes, sharing the MLP's parameters
         from dlrun.models import manual
 
@@ -147,6 +158,11 @@ def build(cfg: Config) -> Setup:
         raise ConfigError(f"trainer.monitor={monitor}: not a metric of this run; choose from: auto, {', '.join(valid)}")
     if t.test_with == "best" and not t.checkpoint:
         raise ConfigError("trainer.test_with=best needs trainer.checkpoint=true (best weights live in best.pt)")
+    last_batch = n_train - (steps_per_epoch - 1) * batch_size
+    dist.check(cfg, world, optim_caps.closure, min(batch_size, last_batch))
+    net = None
+    if world.active:
+        model, net = dist.wrap(model, device)
     return Setup(
         cfg=cfg,
         device=device,
@@ -164,6 +180,8 @@ def build(cfg: Config) -> Setup:
         maximize=monitor.endswith("acc"),
         augment=augment.build(cfg.data.augment, data.task) if hasattr(cfg.data, "augment") else None,
         closure=optim_caps.closure,
+        world=world,
+        net=net,
     )
 
 
@@ -175,16 +193,30 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 
 
 def batch(s: Setup, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch b of an epoch's `order` (batch_size examples; the last batch takes the remainder), augmented."""
+    """Batch b of an epoch's `order` (batch_size examples; the last batch takes the remainder), augmented;
+    under torchrun, this rank's share of it."""
     train, bs = s.data.train, s.batch_size
-    idx = order[b * bs : (b + 1) * bs if b < s.steps_per_epoch - 1 else len(train)]
+    idx = dist.share(order[b * bs : (b + 1) * bs if b < s.steps_per_epoch - 1 else len(train)], s.world)
     return (train.x[idx] if s.augment is None else s.augment(train.x[idx])), train.y[idx]
 
 
-def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One optimizer step on a batch; returns (data loss, regularization term), both on the device."""
+def global_batch(s: Setup, b: int) -> int:
+    """Examples in batch b of an epoch, over every rank."""
+    return s.batch_size if b < s.steps_per_epoch - 1 else len(s.data.train) - b * s.batch_size
+
+
+def train_step(
+    s: Setup, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One optimizer step on a batch; returns (data loss, regularization term), both on the device.
+
+    weight: under torchrun, this rank's share of the global batch times the world size, so that
+    DistributedDataParallel's mean over ranks of the gradients is the global batch's mean gradient.
+    """
     s.optimizer.zero_grad(set_to_none=True)
-    loss = s.loss_fn(s.model(x), y)
+    loss = s.loss_fn(s.net(x), y)
+    if weight != 1.0:
+        loss = loss * weight
     reg = s.reg() if s.reg is not None else None
     (loss + reg if reg is not None else loss).backward()
     if s.cfg.trainer.grad_clip > 0:
@@ -201,11 +233,23 @@ def train_step(s: Setup, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, task: Task, prefix: str, batch_size: int = 4096
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn,
+    task: Task,
+    prefix: str,
+    batch_size: int = 4096,
+    world: World = SINGLE,
 ) -> dict[str, float]:
-    """Mean loss and acc (or mse) over a split, in eval mode; one host sync."""
+    """Mean loss and acc (or mse) over a split, in eval mode; one host sync. Under torchrun each rank
+    evaluates its slice of the split with rank 0's buffers, and the sums are all-reduced."""
     was_training = model.training
     model.eval()
+    total = len(x)
+    if world.active:
+        dist.sync_buffers(model)
+        x, y = torch.tensor_split(x, world.size)[world.rank], torch.tensor_split(y, world.size)[world.rank]
     n = len(x)
     total_loss = torch.zeros((), device=x.device)
     total_metric = torch.zeros((), device=x.device)
@@ -215,7 +259,10 @@ def evaluate(
         total_loss += loss_fn(z, yb) * len(yb)
         total_metric += next(iter(losses.batch_metrics(z, yb, task).values()))
     model.train(was_training)
-    loss, metric = (torch.stack([total_loss, total_metric]) / max(n, 1)).tolist()
+    sums = torch.stack([total_loss, total_metric])
+    if world.active:
+        dist.all_sum(sums)
+    loss, metric = (sums / max(total, 1)).tolist()
     return {f"{prefix}/loss": loss, f"{prefix}/{'acc' if task.is_classification else 'mse'}": metric}
 
 
@@ -227,6 +274,7 @@ class TrainState:
     best_step: int = -1
     bad_evals: int = 0  # evaluations without improvement, for early stopping
     stop: str = ""  # why the loop ended early: early_stop, interrupted, pruned (a callback's reason)
+    asked: str = ""  # under torchrun: a signal's stop, agreed between the ranks at the next log step
     last_eval: dict[str, float] = field(default_factory=dict)
     last_train_loss: float = float("nan")
     samples: int = 0  # examples trained on, over every process of the run (for samples/s)
@@ -250,16 +298,20 @@ class TrainState:
 
 
 @contextmanager
-def stop_on_signal(state: TrainState):
-    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second one aborts."""
+def stop_on_signal(state: TrainState, defer: bool = False):
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second one aborts.
+    defer (torchrun): the ranks stop together, at the first log step after the signal."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum, frame):
-        if state.stop == "interrupted":
+        if state.stop == "interrupted" or state.asked:
             raise KeyboardInterrupt
-        state.stop = "interrupted"
+        if defer:
+            state.asked = "interrupted"
+        else:
+            state.stop = "interrupted"
 
     old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -278,20 +330,22 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
     reg_sum = torch.zeros((), device=s.device)
     since_log, t_log, t0 = 0, time.perf_counter(), time.perf_counter()
     s.model.train()
-    with stop_on_signal(state):
+    with stop_on_signal(state, defer=s.world.active):
         while state.step < s.total_steps and not state.stop:
             epoch, first = divmod(state.step, spe)
             order = epoch_order(t.seed, epoch, len(s.data.train)).to(s.device, non_blocking=True)
             for b in range(first, spe):
                 x, y = batch(s, order, b)
+                n = global_batch(s, b)
+                weight = len(y) * s.world.size / n if s.world.active else 1.0
                 with diagnostics.watch(s.model, logger, state.step + 1, t.diag_every):  # every diag_every steps
-                    loss, reg = train_step(s, x, y)
+                    loss, reg = train_step(s, x, y, weight)
                 loss_sum += loss
                 if reg is not None:
                     reg_sum += reg
                 state.step += 1
                 since_log += 1
-                state.samples += len(y)
+                state.samples += n
                 last = state.step >= s.total_steps
                 evaluate_now = (state.step % t.eval_every == 0) if t.eval_every else (b == spe - 1 or last)
                 # log at the cadence, and before every evaluation so no NaN slips into a checkpoint unseen
@@ -331,16 +385,22 @@ def log_train(
     grads = [p.grad for _, p in params if p.grad is not None]
     weights = [(name, p) for name, p in params if p.ndim > 1]
     extra = s.reg.scalars() if s.reg is not None else {}  # e.g. weights/sparsity, still on the device
+    sums = torch.stack([loss_sum, reg_sum, torch.full((), float(bool(state.asked)), device=s.device)])
+    if s.world.active:  # the global batch's mean loss; and whether any rank was asked to stop
+        sums = dist.all_sum(sums) / torch.tensor([s.world.size, s.world.size, 1], device=s.device)
     stacked = torch.cat(
         [
-            torch.stack([loss_sum, reg_sum]) / n_steps,
+            sums[:2] / n_steps,
             torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).reshape(1)
             if grads
             else torch.zeros(1, device=s.device),
             torch.stack([p.detach().norm() for _, p in weights]) if weights else torch.zeros(0, device=s.device),
             *(v.reshape(1) for v in extra.values()),
+            sums[2:],
         ]
     ).tolist()  # the one host sync of this log step
+    if stacked.pop() > 0 and not state.stop:
+        state.stop = "interrupted"
     check_finite(stacked[0], state)
     state.last_train_loss = stacked[0]
     scalars = {"train/loss": stacked[0]}
@@ -363,7 +423,7 @@ def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | Non
     """Evaluate on val; keep `best`; write `last`; count evaluations without improvement."""
     t = s.cfg.trainer
     val = s.data.val
-    metrics = evaluate(s.model, val.x, val.y, s.loss_fn, s.task, "val")
+    metrics = evaluate(s.model, val.x, val.y, s.loss_fn, s.task, "val", world=s.world)
     check_finite(metrics["val/loss"], state)
     state.last_eval = metrics
     if logger:
@@ -374,7 +434,7 @@ def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | Non
     )
     if improved:
         state.best_value, state.best_step, state.bad_evals = value, state.step, 0
-        if t.checkpoint:
+        if t.checkpoint and s.world.main:
             state.best_weights = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
     else:
         state.bad_evals += 1
@@ -436,6 +496,12 @@ def restore(s: Setup, state: TrainState, run_dir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- the whole run
+def record(run_dir: Path, summary: dict[str, Any], writes: bool) -> None:
+    """summary.json, from rank 0 only."""
+    if writes:
+        rundir.write_summary(run_dir, summary)
+
+
 def resolved_loss_config(loss_cfg, name: str):
     """The loss config of the resolved loss (auto -> cross_entropy keeps no mse-only keys)."""
     resolved = options.schema("loss", name)
@@ -449,23 +515,51 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
     run_dir: where a new run goes (a sweep's trial); default <runs_dir>/<name>/<time>/.
 
     Raises Diverged (exit 1) when the loss becomes NaN/inf; the last good checkpoint stays.
+
+    Under torchrun every rank trains its share (see dlrun/train/dist.py) and returns the summary;
+    rank 0 alone writes the run directory and calls the callbacks.
     """
     started = time.time()
-    s = build(cfg)
+    world = dist.world()
+    try:
+        return _train(cfg, callbacks, overrides, run_dir, started, world)
+    except (torch.distributed.DistError, RuntimeError) as e:
+        if world.active and (isinstance(e, torch.distributed.DistError) or "gloo" in str(e).lower()):
+            raise dist.peer_failed(e, world) from None
+        raise
+    finally:
+        if world.active:
+            dist.end()
+
+
+def _train(cfg: Config, callbacks, overrides, run_dir: Path | None, started: float, world: World) -> dict[str, Any]:
+    s = build(cfg, world)
     cfg.loss = resolved_loss_config(cfg.loss, s.loss_name)  # record what ran: loss=auto resolved from the task
     resumed = cfg.resume is not None
-    run_dir = Path(cfg.resume) if resumed else Path(run_dir) if run_dir else rundir.new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    writes = world.main  # rank 0 writes; the other ranks only train and evaluate
+    if not writes:
+        callbacks = ()
+    if resumed:
+        run_dir = Path(cfg.resume)
+    elif writes:
+        run_dir = Path(run_dir) if run_dir else rundir.new_run_dir(cfg)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(dist.from_main(str(run_dir), world))
     state = TrainState(wall_start=started)
     first_start = started
     if resumed:
         restore(s, state, run_dir)
-        rundir.truncate_metrics(run_dir, state.step)
+        if writes:
+            rundir.truncate_metrics(run_dir, state.step)
         previous = rundir.read_summary(run_dir) or {}
         first_start = previous.get("started_at", started)
-    rundir.write_start(run_dir, cfg, overrides, resumed)
-    logger = RunLogger(run_dir, purge_step=state.step + 1 if resumed else None)
-    logger.text("config", "    " + to_yaml(cfg).replace("\n", "\n    "))
+    if world.active:  # each rank its own dropout and augmentation draws, a pure function of (seed, rank, step)
+        torch.manual_seed(cfg.trainer.seed * 1_000_003 + 7919 * (world.rank + 1) + state.step)
+    if writes:
+        rundir.write_start(run_dir, cfg, overrides, resumed)
+    logger = RunLogger(run_dir, purge_step=state.step + 1 if resumed else None) if writes else None
+    if logger:
+        logger.text("config", "    " + to_yaml(cfg).replace("\n", "\n    "))
     n_params = models.count_parameters(s.model)
     info = {
         "run_dir": str(run_dir),
@@ -477,6 +571,7 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
         "loss": s.loss_name,
         "resumed": resumed,
         "monitor": s.monitor,
+        "world_size": world.size,
     }
     summary = {
         "status": "running",
@@ -487,13 +582,13 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(first_start)),
         "started_at": first_start,  # seconds since the epoch, for sorting runs
     }
-    rundir.write_summary(run_dir, summary)
+    record(run_dir, summary, writes)
     for cb in callbacks:
         getattr(cb, "on_start", lambda *a: None)(info)
 
     fit_start = time.perf_counter()
     try:
-        fit(s, state, logger, run_dir, callbacks)
+        fit(s, state, logger, run_dir if writes else None, callbacks)
         status = state.stop if state.stop in ("interrupted", "pruned") else "completed"
         message = (
             f"early stop: {s.monitor} did not improve for {state.bad_evals} evaluations"
@@ -503,7 +598,7 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
     except Diverged as e:
         status, message = "diverged", str(e)
         state.train_time += time.perf_counter() - fit_start
-        if s.cfg.trainer.checkpoint:
+        if s.cfg.trainer.checkpoint and writes:
             save_checkpoints(s, state, run_dir, last=False)  # the best weights are still good
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, mid-step; nothing new is checkpointed
         last = run_dir / "checkpoints" / "last.pt"
@@ -513,31 +608,36 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
             message="aborted by a second Ctrl-C; "
             + ("a resume continues from the last checkpoint" if last.exists() else "no checkpoint was written yet"),
         )
-        rundir.write_summary(run_dir, summary)
-        logger.close()
+        record(run_dir, summary, writes)
+        if logger:
+            logger.close()
         raise
     except BaseException as e:  # keep the record straight, then let it propagate
         summary.update(status="failed", message=f"{type(e).__name__}: {e}", step=state.step)
-        rundir.write_summary(run_dir, summary)
-        logger.close()
+        record(run_dir, summary, writes)
+        if logger:
+            logger.close()
         raise
 
     metrics: dict[str, float] = {}
     if status == "completed":
         if s.cfg.trainer.test_with == "best" and state.best_step >= 0:
+            dist.barrier(world)  # rank 0 has written best.pt
             s.model.load_state_dict(ckpt.load(run_dir / "checkpoints" / "best.pt", s.device)["model"])
         test, train_split = s.data.test, s.data.train
-        metrics.update(evaluate(s.model, test.x, test.y, s.loss_fn, s.task, "test"))
+        metrics.update(evaluate(s.model, test.x, test.y, s.loss_fn, s.task, "test", world=world))
         # the train split in eval mode (no dropout), for the generalization gap train_final/acc - test/acc
-        metrics.update(evaluate(s.model, train_split.x, train_split.y, s.loss_fn, s.task, "train_final"))
-        logger.scalars(state.step, metrics)
+        metrics.update(evaluate(s.model, train_split.x, train_split.y, s.loss_fn, s.task, "train_final", world=world))
+        if logger:
+            logger.scalars(state.step, metrics)
     metrics.update(state.last_eval)
     metrics["train/loss"] = state.last_train_loss
     if state.best_value is not None:
         metrics[f"best/{s.monitor}"] = state.best_value
-    if status == "completed":
+    if status == "completed" and logger:
         logger.hparams(flat(cfg), {k: v for k, v in metrics.items() if k.split("/")[0] in ("test", "val")})
-    logger.close()
+    if logger:
+        logger.close()
 
     wall = state.wall_before + time.time() - started  # every process of the run
     summary.update(
@@ -552,7 +652,7 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
         samples_per_s=round(state.samples / state.train_time, 1) if state.train_time > 0 else None,
         ended=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
-    rundir.write_summary(run_dir, summary)
+    record(run_dir, summary, writes)
     for cb in callbacks:
         getattr(cb, "on_end", lambda *a: None)(summary)
     if status == "diverged":
