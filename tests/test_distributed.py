@@ -136,14 +136,14 @@ def free_port() -> int:
 
 
 def test_two_nodes_by_c10d_rendezvous_train_one_run(tmp_path):
-    """The README's multi-node recipe with two "nodes" on 127.0.0.1: one process each, one run directory."""
-    port = free_port()
-    args = [f"runs_dir={tmp_path}/runs", "name=nodes", "trainer.steps=30"]
-    launcher = TORCHRUN + ["--nnodes=2", "--nproc_per_node=1", "--rdzv_backend=c10d"]
-    launcher += [f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=dlrun-test"]
-    cmd = launcher + ["-m", "dlrun", "train", *SHORT, *args]
+    """The README's multi-node recipe, experiments/cluster/train-multinode.sbatch, as two "nodes" on 127.0.0.1
+    (one process each, no srun): c10d rendezvous, one run directory, the weights of one process."""
+    script = Path(__file__).parent.parent / "experiments" / "cluster" / "train-multinode.sbatch"
+    node_env = env() | {"HEAD": "127.0.0.1", "PORT": str(free_port()), "NNODES": "2", "NPROC": "1", "SRUN": ""}
+    node_env |= {"PYTHON": sys.executable, "SLURM_JOB_ID": "dlrun-test"}
+    cmd = ["bash", str(script), *SHORT, f"runs_dir={tmp_path}/runs", "name=nodes", "trainer.steps=30"]
     nodes = [
-        subprocess.Popen(cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(cmd, cwd=tmp_path, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
     outs = [n.communicate(timeout=180) for n in nodes]
