@@ -93,7 +93,7 @@ def lr_range_test(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: in
 def batches(s: Setup) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Training batches (x, y) in the trainer's order and sizes, epoch after epoch, without end."""
     for epoch in itertools.count():
-        order = epoch_order(s.cfg.trainer.seed, epoch, len(s.data.train)).to(s.device)
+        order = epoch_order(s.cfg.trainer.seed, epoch, len(s.data.train), s.cfg.trainer.order).to(s.device)
         for b in range(s.steps_per_epoch):
             yield batch(s, order, b)
 

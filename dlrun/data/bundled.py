@@ -24,6 +24,8 @@ def _split(idx: np.ndarray, y: np.ndarray, size: float, seed: int, kind: str) ->
     """Seeded split of idx; stratified by class when every class can appear on both sides."""
     from sklearn.model_selection import train_test_split
 
+    if size == 0:  # no hold-out (data.val_fraction=0): every example trains, in its stored order
+        return idx, idx[:0]
     if kind != "regression":
         try:
             return train_test_split(idx, test_size=size, random_state=seed, stratify=y[idx])

@@ -33,7 +33,7 @@ class DataConfig(Option):
     """Base of the data options: seeded splits and standardization fitted on the train split."""
 
     name: str = "digits"
-    val_fraction: float = opt(0.15, gt=0.0, lt=1.0)  # of all examples
+    val_fraction: float = opt(0.15, ge=0.0, lt=1.0)  # of all examples; 0: no val split (evaluations on test)
     test_fraction: float = opt(0.2, gt=0.0, lt=1.0)  # of all examples
     seed: int = 0  # the split's seed (kept apart from trainer.seed so splits stay put across seeds)
     standardize: str = opt("feature", choices=STANDARDIZE)  # feature, global, unit or none; fitted on train
@@ -109,7 +109,7 @@ class MNIST1DConfig(Option):
     """MNIST-1D: 40-step signals of 10 digits (Greydanus and Kobak), 4000 train / 1000 test, generated offline"""
 
     name: str = ""
-    val_fraction: float = opt(0.1, gt=0.0, lt=1.0)  # of the 4000 train examples (the 1000 test examples are fixed)
+    val_fraction: float = opt(0.1, ge=0.0, lt=1.0)  # of the 4000 train examples (1000 fixed test); 0: no val split
     seed: int = 0  # the train/val split's seed
     standardize: str = opt("none", choices=STANDARDIZE)  # the frozen data is already globally standardized
     shuffle_time: bool = False  # one fixed permutation of the 40 time steps, for every example
@@ -121,7 +121,7 @@ class ImageSetConfig(Option):
     """Base of the downloaded image sets: the published test split is kept."""
 
     name: str = "mnist"
-    val_fraction: float = opt(0.1, gt=0.0, lt=1.0)  # of the published train split
+    val_fraction: float = opt(0.1, ge=0.0, lt=1.0)  # of the published train split; 0: no val split
     seed: int = 0  # the train/val split's seed
     standardize: str = opt("global", choices=STANDARDIZE)  # one mean and std over all train pixels
     augment: AugmentConfig = field(default_factory=AugmentConfig)

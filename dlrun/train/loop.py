@@ -75,6 +75,7 @@ class Setup:
     maximize: bool
     augment: Any = None  # (B, ...) -> (B, ...) on train batches, or None
     closure: bool = False  # the optimizer's step() takes a closure that recomputes the objective (Newton)
+    eval_split: str = "val"  # what the evaluations during training use: val, or test when there is no val split
     world: World = SINGLE  # under torchrun: this process's rank of the run
     net: nn.Module | None = None  # what trains: the model, or its DistributedDataParallel under torchrun
 
@@ -152,6 +153,17 @@ def build(cfg: Config, world: World = SINGLE) -> Setup:
     total_steps = t.steps if t.steps > 0 else t.epochs * steps_per_epoch
     scheduler = build_scheduler(optimizer, cfg.sched, total_steps)
 
+    eval_split = "val" if len(data.val) else "test"
+    if eval_split == "test":  # data.val_fraction=0: nothing to choose weights or to stop by
+        for key, bad in (
+            ("patience", t.patience > 0),
+            ("test_with", t.test_with == "best"),
+            ("monitor", t.monitor != "auto"),
+        ):
+            if bad:
+                raise ConfigError(
+                    f"trainer.{key}={getattr(t, key)} needs a validation split; data.val_fraction=0 leaves none"
+                )
     valid = ["val/loss", "val/acc"] if data.task.is_classification else ["val/loss", "val/mse"]
     monitor = t.monitor if t.monitor != "auto" else valid[1 if data.task.is_classification else 0]
     if monitor not in valid:
@@ -178,6 +190,7 @@ def build(cfg: Config, world: World = SINGLE) -> Setup:
         total_steps=total_steps,
         monitor=monitor,
         maximize=monitor.endswith("acc"),
+        eval_split=eval_split,
         augment=augment.build(cfg.data.augment, data.task) if hasattr(cfg.data, "augment") else None,
         closure=optim_caps.closure,
         world=world,
@@ -186,8 +199,11 @@ def build(cfg: Config, world: World = SINGLE) -> Setup:
 
 
 # ----------------------------------------------------------------------------- the steps
-def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The example order of one epoch: a pure function of (seed, epoch), so a resume replays it."""
+def epoch_order(seed: int, epoch: int, n: int, order: str = "shuffle") -> torch.Tensor:
+    """The example order of one epoch: a pure function of (seed, epoch), so a resume replays it.
+    order=fixed: the split's own order every epoch (batch b of every epoch is the same examples)."""
+    if order == "fixed":
+        return torch.arange(n)
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
 
@@ -333,7 +349,7 @@ def fit(s: Setup, state: TrainState, logger: RunLogger | None, run_dir: Path | N
     with stop_on_signal(state, defer=s.world.active):
         while state.step < s.total_steps and not state.stop:
             epoch, first = divmod(state.step, spe)
-            order = epoch_order(t.seed, epoch, len(s.data.train)).to(s.device, non_blocking=True)
+            order = epoch_order(t.seed, epoch, len(s.data.train), t.order).to(s.device, non_blocking=True)
             for b in range(first, spe):
                 x, y = batch(s, order, b)
                 n = global_batch(s, b)
@@ -420,23 +436,26 @@ def log_train(
 
 
 def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | None, callbacks) -> None:
-    """Evaluate on val; keep `best`; write `last`; count evaluations without improvement."""
+    """Evaluate on val; keep `best`; write `last`; count evaluations without improvement.
+    With no val split (data.val_fraction=0) the evaluations are on test, and nothing is chosen by them."""
     t = s.cfg.trainer
-    val = s.data.val
-    metrics = evaluate(s.model, val.x, val.y, s.loss_fn, s.task, "val", world=s.world)
-    check_finite(metrics["val/loss"], state)
+    split = s.eval_split
+    data = getattr(s.data, split)
+    metrics = evaluate(s.model, data.x, data.y, s.loss_fn, s.task, split, world=s.world)
+    check_finite(metrics[f"{split}/loss"], state)
     state.last_eval = metrics
     if logger:
         logger.scalars(state.step, metrics)
-    value = metrics[s.monitor]
-    improved = state.best_value is None or (
-        value > state.best_value + t.min_delta if s.maximize else value < state.best_value - t.min_delta
+    value = metrics.get(s.monitor)  # None on test: a test split never chooses weights or stops a run
+    improved = value is not None and (
+        state.best_value is None
+        or (value > state.best_value + t.min_delta if s.maximize else value < state.best_value - t.min_delta)
     )
     if improved:
         state.best_value, state.best_step, state.bad_evals = value, state.step, 0
         if t.checkpoint and s.world.main:
             state.best_weights = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
-    else:
+    elif value is not None:
         state.bad_evals += 1
     if run_dir is not None and t.checkpoint and time.perf_counter() - state.last_save >= t.checkpoint_every:
         save_checkpoints(s, state, run_dir)

@@ -161,6 +161,8 @@ def build_group(specs: list[MemberSpec]) -> Group:
     device = resolve_device(t.device)
     cpu_settings(t, device)
     data = build_data(cfg.data).to(device)
+    if not len(data.val):
+        raise ConfigError("data.val_fraction=0: a vectorized group evaluates on val; give data.val_fraction > 0")
     members = []
     n_train = len(data.train)
     full_batch = options.caps("optim", cfg.optim.name).full_batch
@@ -598,7 +600,7 @@ def fit_group(g: Group, clock: TrainState, callbacks=()) -> None:
         while step < g.total_steps and not clock.stop and running(g):
             epoch, first = divmod(step, spe)
             n = len(g.data.train)
-            orders = torch.stack([epoch_order(m.cfg.trainer.seed, epoch, n) for m in g.members]).to(g.device)
+            orders = torch.stack([epoch_order(m.cfg.trainer.seed, epoch, n, m.cfg.trainer.order) for m in g.members]).to(g.device)
             for b in range(first, spe):
                 x, y, masks = group_batch(g, orders, b)
                 loss, reg = group_step(g, x, y, masks)
