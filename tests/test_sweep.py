@@ -139,11 +139,7 @@ def test_results_shows_four_configurations_with_mean_and_std(grid):
 def test_hparams_sessions_hold_each_trials_final_metrics(grid):
     sweep_dir, _ = grid
     logdir = sweep_dir / "tensorboard"
-    top = EventAccumulator(str(logdir))
-    top.Reload()
-    experiment = plugin_data_pb2.HParamsPluginData.FromString(top.PluginTagToContent("hparams")["_hparams_/experiment"])
-    assert [h.name for h in experiment.experiment.hparam_infos] == ["optim", "optim.lr"]
-    assert {"val/acc", "test/acc", "std/val/acc"} <= {m.name.tag for m in experiment.experiment.metric_infos}
+    assert not list(logdir.glob("events.out.tfevents.*"))  # no experiment summary to hide other runs' columns
 
     runs = summaries(sweep_dir / "trials")
     study = load_study(sweep_dir)

@@ -80,10 +80,22 @@ class RunLogger:
 
         Only the session summaries are written, not an experiment summary: TensorBoard then builds
         the HParams table from every run under its logdir (one experiment summary per run would
-        make it show only the first run's columns).
+        make it show only the first run's columns). The session is a group of its own (torch names
+        no group, so TensorBoard takes the run's path), except in a sweep, where it joins its trial's.
         """
+        from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
         clean = {k: (v if isinstance(v, bool | int | float | str) else str(v)) for k, v in params.items()}
         _, session_start, session_end = hparams_summary(clean, metrics)
+        # a run of a sweep's trial, <sweep>/trials/<n>/ or <sweep>/trials/<n>/seed<k>/, joins the group of the
+        # trial's summary in <sweep>/tensorboard/ (dlrun/sweep/hparams.py group_name): one row per trial
+        run_dir = Path(self.writer.log_dir)
+        trial = next((d for d in (run_dir, run_dir.parent) if d.parent.name == "trials" and d.name.isdigit()), None)
+        if trial is not None and (trial.parent.parent / "sweep.yaml").is_file():
+            plugin_data = session_start.value[0].metadata.plugin_data
+            data = HParamsPluginData.FromString(plugin_data.content)
+            data.session_start_info.group_name = f"{trial.parent.parent.name}/trial-{trial.name}"
+            plugin_data.content = data.SerializeToString()
         self.writer.file_writer.add_summary(session_start)
         self.writer.file_writer.add_summary(session_end)
 
