@@ -2,13 +2,16 @@
 autograd.Function (a wrong backward is caught and named), around kinks, and on the command line.
 
 Thresholds (CS231n, see ../README "Gradient checking"): relative error |a - n| / max(|a|, |n|, floor)
-good <= 1e-7 < acceptable < 1e-4 <= suspicious <= 1e-2 < wrong.
+good <= 1e-7 < acceptable < 1e-4 <= suspicious <= 1e-2 < wrong; a centered float64 difference is judged
+good <= 1e-7 < acceptable < 1e-4 <= wrong (CS231n: without kinks 1e-4 is too high), and in float64 a tensor
+torch.autograd.gradcheck (eps 1e-6, atol 1e-5, rtol 1e-3) fails is wrong.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -110,6 +113,14 @@ def test_small_tensors_are_checked_whole_and_large_ones_sampled():
 )  # fmt: skip
 def test_verdict_thresholds(rel, expected):
     assert verdict(rel) == expected
+
+
+@pytest.mark.parametrize(
+    ("rel", "expected"),
+    [(1e-7, "good"), (3e-6, "acceptable"), (1e-4, "wrong"), (2.5e-3, "wrong"), (math.nan, "wrong")],
+)
+def test_strict_thresholds_for_centered_float64_differences(rel, expected):
+    assert verdict(rel, strict=True) == expected
 
 
 def test_relative_error_uses_the_floor_for_tiny_gradients():
@@ -299,3 +310,158 @@ def test_help_has_examples():
     result = runner.invoke(app, ["gradcheck", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "Examples" in result.stdout and "dlrun gradcheck --expr" in result.stdout
+
+
+# ----------------------------------------------------------------------------- honest verdicts
+QUARTER = 0.0025 / 1.0025  # the relative error of a backward scaled by 1.0025: 2.49e-3
+
+
+@pytest.mark.parametrize(
+    ("factory", "tensors"), [("quarter_percent_off", ["x", "w"]), ("quarter_percent_off_layer", ["weight", "x"])]
+)
+def test_a_quarter_percent_wrong_backward_is_wrong_in_float64(factory, tensors):
+    # 2.5e-3 sits in CS231n's "suspicious" band, but a centered float64 difference of a smooth objective is
+    # accurate to about 1e-9 (its correct twin below), and torch.autograd.gradcheck fails it too
+    code, report, stderr = gradcheck("--module", f"{MODULES}:{factory}")
+    assert code == 1
+    assert report["wrong"] == tensors and report["verdict"] == "wrong"
+    assert report["dtype"] == "float64" and report["kinks"] == []
+    for row in report["tensors"]:
+        assert row["max_rel_error"] == pytest.approx(QUARTER, rel=1e-3), row
+        assert row["verdict"] == "wrong" and "1e-4" in row["why"]
+    assert report["torch_gradcheck"]["status"] == "failed" and report["torch_gradcheck"]["failed"] == tensors
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: gradcheck: the gradient of " + ", ".join(tensors))
+    assert "2.5e-03" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("factory", "tensors"), [("quarter_percent_twin", ["x", "w"]), ("quarter_percent_twin_layer", ["weight", "x"])]
+)
+def test_the_quarter_percent_twin_exits_0(factory, tensors):
+    code, report, stderr = gradcheck("--module", f"{MODULES}:{factory}")
+    assert code == 0, stderr
+    assert [r["name"] for r in report["tensors"]] == tensors
+    assert report["verdict"] == "good" and max(r["max_rel_error"] for r in report["tensors"]) < 1e-8
+    assert report["torch_gradcheck"]["passed"] and report["wrong"] == report["suspicious"] == []
+    assert stderr == ""
+
+
+def test_the_quarter_percent_module_on_the_real_command_line():
+    result = dlrun("gradcheck", "--module", f"{MODULES}:quarter_percent_off")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "x, w is wrong" in result.stderr
+    assert dlrun("gradcheck", "--module", f"{MODULES}:quarter_percent_twin").returncode == 0
+
+
+def test_float32_rounding_reads_suspicious_not_wrong():
+    # a module that computes in float32 inside: noise of about 1e-7 |f| per evaluation, so the step is 1e-3
+    # and rounding alone reaches 1e-4..1e-2; torch.autograd.gradcheck's tolerances are for float64
+    code, report, stderr = gradcheck("--module", f"{MODULES}:float32_layer")
+    assert code == 0, stderr
+    assert report["dtype"] == "float32" and report["h"] == 1e-3
+    assert report["verdict"] == "suspicious" and "x" in report["suspicious"] and report["wrong"] == []
+    assert 1e-4 <= report["tensors"][-1]["max_rel_error"] <= 1e-2
+    assert report["torch_gradcheck"]["status"] == "not run" and report["torch_gradcheck"]["passed"] is None
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: gradcheck: the gradient of ")
+    assert "is suspicious" in lines[0] and "in float32" in lines[0]
+
+
+def test_float32_still_catches_a_gross_error_and_cannot_tell_a_small_one():
+    code, report, _ = gradcheck("--module", f"{MODULES}:float32_wrong_layer")  # backward scaled by 1.5
+    assert code == 1 and report["wrong"] == ["linear.weight", "linear.bias", "x"]
+    code, report, _ = gradcheck("--module", f"{MODULES}:float32_quarter_percent_off")  # inside float32's noise
+    assert code == 0 and report["verdict"] == "suspicious" and report["wrong"] == []
+
+
+def test_one_sided_differences_at_a_kink_read_suspicious_with_a_coarse_step():
+    # relu at 1e-8 from its kink under tanh: one-sided differences err by O(h); at h = 1e-2 that reaches
+    # the suspicious band; the centered coordinates stay acceptable
+    code, report, stderr = gradcheck("--module", f"{MODULES}:relu_smooth_on_top", "--h", "1e-2")
+    assert code == 0, stderr
+    assert report["kinks"] == ["ReLU"] and report["suspicious"] == ["input"] and report["wrong"] == []
+    rows = {r["name"]: r for r in report["tensors"]}
+    assert rows["input"]["near_kinks"] == 1 and "kink" in rows["input"]["why"]
+    assert "one-sided" in stderr and stderr.startswith("warning: ")
+    code, report, _ = gradcheck("--module", f"{MODULES}:relu_smooth_on_top")  # h = 1e-6
+    assert code == 0 and report["verdict"] == "good"
+
+
+def test_a_torch_gradcheck_failure_on_an_unsampled_coordinate_is_wrong():
+    # one coordinate of w's 200 is 1% off; finite differences sample 3 and miss it, torch.autograd.gradcheck
+    # checks every coordinate of a small smooth objective and finds it
+    from tests.gradcheck_modules.functions import BAD
+
+    assert BAD not in numeric.sample(200, 3, 0, 0).tolist()
+    code, report, stderr = gradcheck("--module", f"{MODULES}:one_bad_coordinate", "--coords", "3")
+    assert code == 1 and report["wrong"] == ["w"]
+    row = report["tensors"][0]
+    assert row["max_rel_error"] < 1e-7 and row["why"] == "torch.autograd.gradcheck finds a Jacobian mismatch"
+    assert report["torch_gradcheck"]["mode"] == "full" and "(w)" in report["torch_gradcheck"]["message"]
+    assert "Jacobian mismatch" in stderr
+    code, report, _ = gradcheck("--module", f"{MODULES}:one_bad_coordinate", "--coords", "200")
+    assert code == 1 and "relative error 9.9e-03 >= 1e-4" in report["tensors"][0]["why"]
+
+
+def test_a_module_that_calls_sys_exit_is_bad_input(tmp_path):
+    # sys.exit(0) would otherwise end dlrun with status 0: a pass
+    for factory, words in [("exits", "the factory called sys.exit(0)"),
+                           ("exits_in_backward", "its forward or backward called sys.exit(0)")]:  # fmt: skip
+        result = dlrun("gradcheck", "--module", f"{MODULES}:{factory}")
+        assert result.returncode == 2, (factory, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: --module {MODULES}:{factory}: "), lines
+        assert words in lines[0] and result.stdout == ""
+    exiting = tmp_path / "exiting.py"
+    exiting.write_text("import sys\nsys.exit()\n")
+    result = runner.invoke(app, ["gradcheck", "--module", f"{exiting}:make"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: --module {exiting}:make: importing {exiting} called sys.exit(); a module to check must return, "
+        "not exit"
+    )
+
+
+@pytest.mark.parametrize(
+    ("factory", "words"),
+    [("nan_input", "the example input x holds NaN (1 of 20 values)"),
+     ("nan_output", "its output at the example input holds NaN (1 of 2 values)")],
+)  # fmt: skip
+def test_nan_at_the_example_is_bad_input(factory, words):
+    result = dlrun("gradcheck", "--module", f"{MODULES}:{factory}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --module {MODULES}:{factory}: ") and words in lines[0]
+
+
+# ----------------------------------------------------------------------------- --expr limits
+@pytest.mark.parametrize(
+    ("expr", "at", "words"),
+    [
+        ("1" * 400 + "*x", "1", ["more than 30 digits", "at most 30"]),
+        ("x*1e400", "1", ["1e400", "beyond float64's range"]),
+        ("0x" + "f" * 40 + "*x", "1", ["more than 30 digits"]),
+        ("+".join(f"x{i}" for i in range(300)), ",".join(["1"] * 300), ["300 variables", "at most 32"]),
+        ("x" + "+x" * 300, "1", ["601 terms and operations", "at most 500"]),
+        ("x" * 2001, "1", ["2,001 characters", "at most 2,000"]),
+    ],
+    ids=["400-digits", "1e400", "hex", "300-variables", "601-nodes", "2001-characters"],
+)
+def test_oversized_expressions_are_refused_before_evaluation(expr, at, words):
+    start = time.perf_counter()
+    result = runner.invoke(app, ["gradcheck", "--expr", expr, "--at", at])
+    assert time.perf_counter() - start < 2
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --expr") and len(lines[0]) < 300, lines
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_the_largest_allowed_expression_is_quick():
+    expr = "+".join(f"sin(x{i})*exp(x{(i + 1) % 32})" for i in range(32))  # 32 variables, 225 nodes
+    start = time.perf_counter()
+    code, report, stderr = gradcheck("--expr", expr, "--at", ",".join(["0.5"] * 32))
+    assert code == 0, stderr
+    assert time.perf_counter() - start < 2
+    assert max(report["gradient"]["abs_error"]) < 1e-8 and max(map(max, report["hessian"]["abs_error"])) < 1e-5

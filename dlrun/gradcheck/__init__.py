@@ -17,14 +17,15 @@ from dlrun.gradcheck.numeric import VERDICTS, verdict
 
 
 def check_config(
-    cfg, batch: int = 8, coords: int = 20, h: float = 1e-6, reg: bool = True, seed: int = 0
+    cfg, batch: int = 8, coords: int = 20, h: float | None = None, reg: bool = True, seed: int = 0
 ) -> dict[str, Any]:
-    """The configured model and loss (float64, eval mode) on `batch` training examples."""
+    """The configured model and loss (float64, eval mode) on `batch` training examples; h=None: 1e-6."""
     return run(config_problem(cfg, batch=batch, reg=reg, seed=seed), h=h, coords=coords, seed=seed)
 
 
-def check_module(spec: str, coords: int = 20, h: float = 1e-6, seed: int = 0) -> dict[str, Any]:
-    """`FILE.py:FACTORY`: factory() returns (module or Function subclass, example input)."""
+def check_module(spec: str, coords: int = 20, h: float | None = None, seed: int = 0) -> dict[str, Any]:
+    """`FILE.py:FACTORY`: factory() returns (module or Function subclass, example input); h=None: the step
+    that suits the precision it computes in (1e-6 in float64, 1e-3 in float32)."""
     return run(module_problem(spec, seed=seed), h=h, coords=coords, seed=seed)
 
 

@@ -5,7 +5,9 @@
 The formula is parsed with Python's `ast` and evaluated by walking the tree: only numbers,
 variables, + - * / **, unary minus and calls of FUNCTIONS are accepted; nothing is ever passed
 to eval. Every other identifier is a variable; variables are ordered by name with numbers
-compared as numbers (x1, x2, ..., x10).
+compared as numbers (x1, x2, ..., x10). Its size is refused before anything is evaluated beyond
+MAX_LENGTH characters, MAX_NODES nodes, MAX_VARIABLES variables, and literals with more than
+MAX_DIGITS digits or beyond float64's range.
 
 Finite differences in float64: the gradient by centered differences with step h,
 (f(x + h e_i) - f(x - h e_i)) / 2h; the Hessian by the four-point formula with step H (about
@@ -18,6 +20,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import sys
 from typing import Any
 
 import torch
@@ -40,19 +43,40 @@ _BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**
 _UNARY = {ast.USub: "-", ast.UAdd: "+"}
 ALLOWED = "numbers, variables, + - * / **, unary minus and " + ", ".join(f"{f}()" for f in FUNCTIONS)
 H_HESSIAN = 1e-4
+MAX_LENGTH = 2000  # characters; parsing is linear in them, but nobody types more
+MAX_NODES = 500  # numbers, variables, operations and calls; evaluation recurses once per level
+MAX_VARIABLES = 32  # the Hessian by finite differences takes 4 n^2 evaluations
+MAX_DIGITS = 30  # float64 keeps 17 significant digits; an integer beyond float range would overflow
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _refuse(text: str, what: str) -> ConfigError:
-    return ConfigError(f"--expr '{text}': {what} is not allowed; use {ALLOWED}")
+    return ConfigError(f"--expr '{_shown(text)}': {what} is not allowed; use {ALLOWED}")
 
 
 def parse(text: str) -> ast.Expression:
-    """The syntax tree of the formula, checked against the whitelist (ConfigError otherwise)."""
+    """The syntax tree of the formula, checked against the whitelist and the size limits (ConfigError
+    otherwise), before anything is evaluated."""
+    source = text.strip()
+    if len(source) > MAX_LENGTH:
+        raise ConfigError(f"--expr: {len(source):,} characters; at most {MAX_LENGTH:,} are allowed")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(source, mode="eval")
     except SyntaxError as e:
-        raise ConfigError(f"--expr '{text}': cannot parse it ({e.msg} at column {e.offset})") from None
-    _check(tree.body, text)
+        raise ConfigError(f"--expr '{_shown(text)}': cannot parse it ({e.msg} at column {e.offset})") from None
+    names = variables(tree)
+    if len(names) > MAX_VARIABLES:
+        raise ConfigError(
+            f"--expr '{_shown(text)}': {len(names)} variables; at most {MAX_VARIABLES} are allowed "
+            "(the Hessian takes 4 n^2 evaluations)"
+        )
+    nodes = sum(isinstance(n, ast.expr) for n in ast.walk(tree.body))  # not the operators themselves
+    if nodes > MAX_NODES:
+        raise ConfigError(f"--expr '{_shown(text)}': {nodes:,} terms and operations; at most {MAX_NODES} are allowed")
+    _check(tree.body, source)
     return tree
 
 
@@ -60,6 +84,7 @@ def _check(node: ast.AST, text: str) -> None:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise _refuse(text, f"the constant {node.value!r}")
+        _check_literal(node, text)
     elif isinstance(node, ast.Name):
         if node.id in FUNCTIONS:
             raise ConfigError(f"--expr '{text}': {node.id} is a function; call it as {node.id}(...)")
@@ -81,6 +106,24 @@ def _check(node: ast.AST, text: str) -> None:
         _check(node.args[0], text)
     else:
         raise _refuse(text, f"'{ast.unparse(node)}' ({type(node).__name__})")
+
+
+def _check_literal(node: ast.Constant, text: str) -> None:
+    """A number's digits and range: a 400-digit integer would overflow float(), 1e400 would be inf."""
+    literal = ast.get_source_segment(text, node) or repr(node.value)
+    if isinstance(node.value, int):
+        too_long = abs(node.value) >= 10**MAX_DIGITS  # also for hexadecimal and binary literals
+    else:
+        too_long = sum(c.isdigit() for c in re.split("[eE]", literal)[0]) > MAX_DIGITS
+    if too_long:
+        raise ConfigError(
+            f"--expr '{_shown(text)}': the number {_shown(literal)} has more than {MAX_DIGITS} digits; "
+            f"at most {MAX_DIGITS} are allowed (float64 keeps 17)"
+        )
+    if not math.isfinite(node.value):
+        raise ConfigError(
+            f"--expr '{_shown(text)}': the number {literal} is beyond float64's range (about ±{sys.float_info.max:.2g})"
+        )
 
 
 def variables(tree: ast.Expression) -> list[str]:
@@ -143,8 +186,8 @@ def check_expr(text: str, at: str | list[float] | None, h: float = 1e-6) -> dict
         raise ConfigError(f"--expr '{text}': no variables to differentiate by")
     point = torch.tensor(parse_point(at, names, text), dtype=torch.float64)
 
-    def f(x: torch.Tensor) -> torch.Tensor:  # (n,) -> scalar
-        return evaluate(tree, {name: x[i] for i, name in enumerate(names)})
+    def f(x: torch.Tensor) -> torch.Tensor:  # (..., n) -> (...): many points in one walk of the tree
+        return evaluate(tree, {name: x[..., i] for i, name in enumerate(names)})
 
     value = f(point).item()
     if not math.isfinite(value):
@@ -156,15 +199,10 @@ def check_expr(text: str, at: str | list[float] | None, h: float = 1e-6) -> dict
 
     n = len(names)
     eye = torch.eye(n, dtype=torch.float64)
-    grad_num = torch.stack([(f(point + h * eye[i]) - f(point - h * eye[i])) / (2 * h) for i in range(n)])
+    grad_num = (f(point + h * eye) - f(point - h * eye)) / (2 * h)  # row i: point +- h e_i
     s = H_HESSIAN
-    hess_num = torch.empty(n, n, dtype=torch.float64)
-    for i in range(n):
-        for j in range(n):
-            ei, ej = s * eye[i], s * eye[j]
-            hess_num[i, j] = (f(point + ei + ej) - f(point + ei - ej) - f(point - ei + ej) + f(point - ei - ej)) / (
-                4 * s * s
-            )
+    ei, ej = s * eye[:, None, :], s * eye[None, :, :]  # entry (i, j): point +- s e_i +- s e_j
+    hess_num = (f(point + ei + ej) - f(point + ei - ej) - f(point - ei + ej) + f(point - ei - ej)) / (4 * s * s)
     return {
         "expr": text,
         "variables": names,
