@@ -7,15 +7,90 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 import warnings
+from contextlib import contextmanager
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
+
+try:  # typer 0.2x carries its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, NoSuchOption, UsageError
+except ImportError:
+    from click.exceptions import ClickException, NoSuchOption, UsageError
+
+    NoArgsIsHelpError = ()  # older click prints the help itself and exits
+
+
+class DlrunGroup(TyperGroup):
+    """The `dlrun` group: Click's usage errors (a wrong command, option or value) become one line too."""
+
+    def parse_args(self, ctx, args):
+        with _one_line_errors(ctx):
+            return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        with _one_line_errors(ctx):  # every subcommand and nested group is parsed and run in here
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _one_line_errors(ctx):
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise  # `dlrun viz` alone: the help is the answer
+    except UsageError as e:
+        _fail(_usage_message(e, ctx), 2)
+    except ClickException as e:
+        _fail(_lower(e.format_message()), e.exit_code)
+
+
+def _usage_message(e: UsageError, group_ctx) -> str:
+    """`dlrun viz nosuch: no such command; ... choose from: ...`, `dlrun sweep --trials abc: ...; try: ...`."""
+    from dlrun.errors import suggest
+
+    ctx = e.ctx
+    if ctx is not None:
+        path = ctx.command_path
+    else:  # click raises some parse errors (an option without its value) without a context
+        path = " ".join(filter(None, (group_ctx.command_path, group_ctx.invoked_subcommand)))
+    hint = f"try: {path} --help"
+    unknown = re.match(r"No such command '(.*?)'\.", e.message)
+    if unknown and ctx is not None and isinstance(ctx.command, TyperGroup):
+        name = unknown.group(1)
+        names = [n for n in ctx.command.list_commands(ctx) if not ctx.command.get_command(ctx, n).hidden]
+        return f"{path} {name}: no such command;{suggest(name, names)} choose from: {', '.join(names)}"
+    if isinstance(e, NoSuchOption):
+        close = sorted(e.possibilities or [])
+        did_you_mean = f" did you mean {close[0]}?" if len(close) == 1 else ""
+        return f"{path} {e.option_name}: no such option;{did_you_mean} {hint}"
+    param = getattr(e, "param", None)
+    if isinstance(e, typer.BadParameter) and param is not None and e.message:
+        name = (getattr(param, "opts", None) or [param.human_readable_name])[0]
+        return f"{path} {name}{_bad_value(e)}: {_lower(e.message)}; {hint}"
+    return f"{path}: {_lower(e.format_message())}; {hint}"
+
+
+def _bad_value(e: UsageError) -> str:
+    # typer validates with pydantic, whose error keeps the input (click's own messages quote it instead)
+    errors = e.__cause__.errors() if hasattr(e.__cause__, "errors") else []
+    value = errors[0].get("input") if errors else None
+    return f" {value}" if isinstance(value, str) else ""
+
+
+def _lower(message: str) -> str:
+    """Click's "Got unexpected extra argument (b)." in dlrun's style: "got unexpected extra argument (b)"."""
+    message = message.strip().rstrip(".")
+    return message[:1].lower() + message[1:]
+
 
 app = typer.Typer(
     name="dlrun",
+    cls=DlrunGroup,
     help="A command-line lab bench for deep learning: train, compare and look inside neural networks.\n\n"
     "Configs compose from groups (model, data, loss, optim, sched, regularizer, init, trainer) with "
     "Hydra's override grammar: [bold]group=option[/] picks an option, [bold]key=value[/] sets a value.",

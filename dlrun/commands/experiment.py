@@ -53,7 +53,7 @@ def list_():
     "run",
     epilog=(
         "[bold]Examples[/]\n\n"
-        "  dlrun experiment run xor_needs_hidden_layer\n\n"
+        "  dlrun experiment run xor_hidden\n\n"
         "  dlrun experiment run learning_rate --seeds 0,1,2,3,4\n\n"
         "  dlrun experiment run optimizers --quick"
     ),
@@ -119,7 +119,7 @@ def _print_verdicts(console: Console, claim, result) -> bool:
     epilog=(
         "[bold]Examples[/]\n\n"
         "  dlrun experiment report                          [dim]# every claim; reuses earlier results[/]\n\n"
-        "  dlrun experiment report xor_needs_hidden_layer --rerun"
+        "  dlrun experiment report xor_hidden --rerun"
     ),
 )
 @handle_errors

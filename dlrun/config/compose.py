@@ -10,8 +10,11 @@ and says what would be valid; the CLI prints it and exits with status 2.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
+import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
         run_dir = resume[-1].split("=", 1)[1]
         rest = [o for o in overrides if not o.startswith("resume=")]
         return load_run_config(run_dir, rest, resume=True)
+    _check_choices(overrides)
     raw, experiment = _hydra_compose(overrides)
     raw.pop("claim", None)  # an experiment's claim block is read by `dlrun experiment`, not by training
     cfg = validate(raw)
@@ -72,13 +76,14 @@ def _hydra_compose(overrides: list[str]) -> tuple[dict[str, Any], str | None]:
             cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
         except MissingConfigException as e:
             error = _missing_message(e)
-        except OverrideParseException as e:
-            error = f"cannot parse override: {str(e).splitlines()[0]}"
-        except ConfigCompositionException as e:
+        except (OverrideParseException, ConfigCompositionException) as e:
             error = e
         except HydraException as e:
             error = str(e).splitlines()[0]
-    if isinstance(error, Exception):  # needs a second compose, outside the first one's context
+    # both may need a second compose, outside the first one's context
+    if isinstance(error, OverrideParseException):
+        error = _parse_message(error, overrides, lambda: _config_keys(overrides))
+    elif isinstance(error, Exception):
         error = _composition_message(error, overrides)
     if error is not None:
         raise ConfigError(error)
@@ -107,9 +112,117 @@ def store_options() -> None:
                 _STORED[(group, name)] = decl.schema
 
 
+def _check_choices(overrides: list[str]) -> None:
+    """`~model`, `model=` and `model=null` leave a group without an option: name the options instead."""
+    for o in overrides:
+        deleted = re.fullmatch(r"~(\w+)(=.*)?", o)
+        emptied = re.fullmatch(r"(\w+)=(null)?", o)
+        group = (deleted or emptied).group(1) if deleted or emptied else None
+        if group not in (*GROUPS, "experiment"):
+            continue
+        if deleted and group in ("trainer", "experiment"):
+            continue  # the trainer's defaults stand without a preset; no experiment is the default
+        options = ", ".join(name for name, _ in list_options(group)[group])
+        if emptied and emptied.group(2) is None:
+            raise ConfigError(f"{o}: no option given; choose from: {options}")
+        if group == "experiment":
+            raise ConfigError(f"{o}: no experiment is the default; drop this override, or choose from: {options}")
+        raise ConfigError(f"{o}: the {group} group needs an option; pick one with {group}=NAME: {options}")
+
+
+def _parse_message(e: Exception, overrides: list[str], keys: Callable[[], list[str]]) -> str:
+    """Why an override does not parse, for the usual slips: an --option, a value the shell split, a bare word."""
+    i = next((i for i, o in enumerate(overrides) if not _parses(o)), None)
+    if i is None:
+        return f"cannot parse override: {str(e).splitlines()[0]}"
+    o = overrides[i]
+    unparsable = f"{o}: cannot parse override: {str(e).splitlines()[0]}"
+    if o.startswith("-"):
+        return _option_message(o, overrides[i + 1 :], keys)
+    pieces, depth = [o], _open_brackets(o)
+    for rest in overrides[i + 1 :]:  # `model.hidden=[64, 64]` unquoted arrives as `model.hidden=[64,` and `64]`
+        if depth <= 0:
+            break
+        pieces.append(rest)
+        depth += _open_brackets(rest)
+    key, _, value = " ".join(pieces).partition("=")
+    joined = key + "=" + re.sub(r"\s*([,\[\](){}])\s*", r"\1", value)
+    if len(pieces) > 1 and _parses(joined):
+        return f"{' '.join(pieces)}: the shell split this override at its spaces; quote it: {shlex.quote(joined)}"
+    if "=" in o:
+        return unparsable
+    if i > 0 and "=" in overrides[i - 1]:  # `trainer.name=my run`: the shell split a value at its space
+        return (
+            f"{o}: not an override (group=option or key=value); if it belongs to the value before it, "
+            f"quote both: {shlex.quote(f'{overrides[i - 1]} {o}')}"
+        )
+    return f"{o}: not an override; write group=option (model=cnn) or key=value (optim.lr=0.01)"
+
+
+def _option_message(option: str, after: list[str], keys: Callable[[], list[str]]) -> str:
+    """`--epochs 3`: write trainer.epochs=3 (the key found by its last name; every candidate if several)."""
+    name, sep, value = option.lstrip("-").partition("=")
+    typed = option
+    if not sep:
+        if after and not after[0].startswith("-") and "=" not in after[0]:
+            value, typed = after[0], f"{option} {after[0]}"
+        else:
+            value = "VALUE"
+    name = name.replace("-", "_")
+    head = f"{typed}: overrides are key=value, not options"
+    if name in (*GROUPS, "experiment"):
+        return f"{head}; write {shlex.quote(f'{name}={value}')}"
+    known = keys()
+    found = [name] if name in known else [k for k in known if k.endswith("." + name)]
+    if not found:
+        return f"{head}, and no config key is named {name} (dlrun config shows them)"
+    writes = [shlex.quote(f"{k}={value}") for k in found]
+    return f"{head}; write {writes[0]}" if len(writes) == 1 else f"{head}; write one of: {', '.join(writes)}"
+
+
+@functools.cache
+def _parser():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def _parses(override: str) -> bool:
+    from hydra.errors import HydraException
+
+    try:
+        _parser().parse_override(override)
+    except HydraException:
+        return False
+    return True
+
+
+def _open_brackets(text: str) -> int:
+    return sum(text.count(c) for c in "[({") - sum(text.count(c) for c in "])}")
+
+
+def _config_keys(overrides: list[str]) -> list[str]:
+    """Every key of the config that the parsable overrides compose (of the default config if they do not)."""
+    for attempt in ([o for o in overrides if _parses(o)], []):
+        try:
+            raw, _ = _hydra_compose(attempt)
+        except ConfigError:
+            continue
+        raw.pop("claim", None)
+        return _leaf_keys(raw)
+    return []
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    """`{"optim": {"lr": 0.1}}` -> `["optim.lr"]`."""
+    if not isinstance(node, dict):
+        return [prefix]
+    return [key for k, v in node.items() for key in _leaf_keys(v, f"{prefix}.{k}" if prefix else str(k))]
+
+
 def _missing_message(e: Exception) -> str:
     text = str(e)
-    m = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    m = re.search(r"Could not find '([^']+)/([^']*)'", text)
     options = [o for o in (getattr(e, "options", None) or []) if not o.startswith("_")]
     if m:
         group, option = m.groups()
@@ -256,7 +369,7 @@ def load_run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: b
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except OverrideParseException as e:
-        raise ConfigError(f"cannot parse override: {str(e).splitlines()[0]}") from None
+        raise ConfigError(_parse_message(e, list(overrides), lambda: _leaf_keys(raw))) from None
     node = OmegaConf.create(raw)
     OmegaConf.set_struct(node, True)
     for o in parsed:

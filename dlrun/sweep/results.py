@@ -94,7 +94,10 @@ def direction_of(metric: str) -> str:
         return "maximize"
     if leaf in ("loss", "mse"):
         return "minimize"
-    raise ConfigError(f"--metric {metric}: cannot tell its direction; give --direction maximize or minimize")
+    raise ConfigError(
+        f"--metric {metric}: cannot tell whether to maximize or minimize it; "
+        "name a metric that ends in acc, loss or mse (val/acc, test/loss, best/val/acc)"
+    )
 
 
 def sort_rows(rows: list[Row], direction: str) -> list[Row]:
