@@ -36,6 +36,7 @@ from dlrun.config import Config
 from dlrun.errors import ConfigError, RunFailed
 from dlrun.files import atomic_file, atomic_write
 from dlrun.models import DlrunWarning
+from dlrun.options.core import unrepresentable
 from dlrun.train.loop import Setup, batch, build, epoch_order, train_step
 from dlrun.train.rundir import run_name
 
@@ -60,10 +61,7 @@ class LRFind:
 
 def lr_range_test(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: int = 200) -> LRFind:
     """Run the range test for cfg's model, data, loss, regularizer and optimizer (optim.lr is replaced)."""
-    if not 0 < start < end:
-        raise ConfigError(f"--start {start:g} --end {end:g}: need 0 < start < end")
-    if steps < 2:
-        raise ConfigError(f"--steps {steps}: need at least 2 steps")
+    check_bounds(start, end, steps)
     s = build(cfg)
     growth = (end / start) ** (1 / (steps - 1))  # lr factor per step
     # the range test as a schedule: LambdaLR scales optim.lr, so divide it out
@@ -88,6 +86,17 @@ def lr_range_test(cfg: Config, start: float = 1e-7, end: float = 10.0, steps: in
     elif best in (0, len(lrs) - 1) and not stopped_early:
         warnings.warn(f"the loss had not passed its minimum by --end {end:g}; raise --end", DlrunWarning, 2)
     return LRFind(lrs, losses, smoothed, lrs[best] / 10, lrs[best], stopped_early, start, end, steps)
+
+
+def check_bounds(start: float, end: float, steps: int) -> None:
+    """The range test's arguments, before anything is built; a ConfigError names the flag."""
+    for flag, value in (("--start", start), ("--end", end), ("--steps", steps)):
+        if why := unrepresentable(value):  # NaN or inf: 0 < start < end holds for end=inf
+            raise ConfigError(f"{flag} {value} {why}")
+    if not 0 < start < end:
+        raise ConfigError(f"--start {start:g} --end {end:g}: need 0 < start < end")
+    if steps < 2:
+        raise ConfigError(f"--steps {steps}: need at least 2 steps")
 
 
 def batches(s: Setup) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -40,10 +40,11 @@ def lr_find(
     A fresh model trains while lr grows exponentially from --start to --end; the suggestion is a tenth of the lr
     at the smoothed loss's minimum."""
     from dlrun.config import compose
+    from dlrun.lrfind import check_bounds, default_path, lr_range_test, save
 
+    check_bounds(start, end, steps)  # a bad flag is refused before composing and building
     overrides = list(overrides or [])
     cfg = compose(overrides)
-    from dlrun.lrfind import default_path, lr_range_test, save
 
     result = lr_range_test(cfg, start=start, end=end, steps=steps)
     png = out if out is not None else default_path(cfg)

@@ -133,6 +133,10 @@ def sweep(
                 f"--resume takes its arguments from sweep.yaml; {given[0]} cannot change "
                 "(only --jobs, --trials, --max-failures and --cold can)"
             )
+        # checked as for a new sweep: what is given here is saved into sweep.yaml for every later resume
+        for flag, value in (("--jobs", jobs), ("--trials", trials), ("--max-failures", max_failures)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} {value}: must be >= 1")
         spec, sweep_dir = runner.resume(
             resume, jobs=jobs, trials=trials, max_failures=max_failures, warm=False if cold else None
         )

@@ -21,6 +21,7 @@ from dlrun.errors import suggest
 
 GROUPS = ("model", "data", "loss", "optim", "sched", "regularizer", "init", "trainer")
 INPUT_KINDS = ("tabular", "signal", "image")
+INT64 = (-(2**63), 2**63 - 1)  # the integers a tensor, a seed or a step counter holds
 
 
 class FieldError(ValueError):
@@ -101,6 +102,15 @@ def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise FieldError(key, f"'{value}' is not valid;{suggest(value, choices)} choose from: {', '.join(choices)}")
 
 
+def unrepresentable(value: float) -> str:
+    """Why a number is no value for any key ("" when it is one): NaN, inf, or an integer past 64 bits."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "is not a finite number"
+    if isinstance(value, int) and not INT64[0] <= value <= INT64[1]:  # what torch and numpy take as an integer
+        return "does not fit in 64 bits"
+    return ""
+
+
 def check_range(
     key: str,
     value: float,
@@ -110,16 +120,25 @@ def check_range(
     lo_open: bool = False,
     hi_open: bool = False,
 ) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise FieldError(key, f"{value} is not a finite number")
-    bad = (lo is not None and (value < lo or (lo_open and value == lo))) or (
+    if isinstance(value, float) and (why := unrepresentable(value)):
+        raise FieldError(key, f"{value} {why}")
+    if _outside(value, lo, hi, lo_open, hi_open):
+        raise FieldError(key, f"{value} is out of range; valid: {_span(lo, hi, lo_open, hi_open)}")
+    if why := unrepresentable(value):  # an integer within its declared range and past 64 bits
+        lo, lo_open = (INT64[0], False) if lo is None or lo < INT64[0] else (lo, lo_open)
+        hi, hi_open = (INT64[1], False) if hi is None or hi > INT64[1] else (hi, hi_open)
+        raise FieldError(key, f"{value} {why}; valid: {_span(lo, hi, lo_open, hi_open)}")
+
+
+def _outside(value: float, lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> bool:
+    return (lo is not None and (value < lo or (lo_open and value == lo))) or (
         hi is not None and (value > hi or (hi_open and value == hi))
     )
-    if bad:
-        left = "(" if lo_open else "["
-        right = ")" if hi_open else "]"
-        span = f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
-        raise FieldError(key, f"{value} is out of range; valid: {span}")
+
+
+def _span(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+    return f"{left}{'-inf' if lo is None else lo}, {'inf' if hi is None else hi}{right}"
 
 
 def check_field(key: str, value: Any, meta: dict[str, Any]) -> None:
@@ -133,11 +152,16 @@ def check_field(key: str, value: Any, meta: dict[str, Any]) -> None:
             try:
                 check_range(key, v, lo, hi, lo_open="gt" in meta, hi_open="lt" in meta)
             except FieldError as e:
-                if values is value:  # name the element and the bound: "0 at position 1 must be >= 1"
+                if values is not value:
+                    raise
+                at = f"{v} at position {i}"  # a list names the element
+                nonfinite = isinstance(v, float) and not math.isfinite(v)
+                if not nonfinite and _outside(v, lo, hi, "gt" in meta, "lt" in meta):
+                    # and the bound: "0 at position 1 must be >= 1"
                     bounds = [f"{'>' if 'gt' in meta else '>='} {lo}"] if lo is not None else []
                     bounds += [f"{'<' if 'lt' in meta else '<='} {hi}"] if hi is not None else []
-                    raise FieldError(key, f"{v} at position {i} must be {' and '.join(bounds) or 'finite'}") from None
-                raise e
+                    raise FieldError(key, f"{at} must be {' and '.join(bounds)}") from None
+                raise FieldError(key, f"{at} {e.message.removeprefix(f'{v} ')}") from None
 
 
 class Option:

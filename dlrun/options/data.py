@@ -35,7 +35,7 @@ class DataConfig(Option):
     name: str = "digits"
     val_fraction: float = opt(0.15, ge=0.0, lt=1.0)  # of all examples; 0: no val split (evaluations on test)
     test_fraction: float = opt(0.2, gt=0.0, lt=1.0)  # of all examples
-    seed: int = 0  # the split's seed (kept apart from trainer.seed so splits stay put across seeds)
+    seed: int = opt(0, ge=0, lt=2**32)  # the split's seed (apart from trainer.seed: splits stay put across seeds)
     standardize: str = opt("feature", choices=STANDARDIZE)  # feature, global, unit or none; fitted on train
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -110,7 +110,7 @@ class MNIST1DConfig(Option):
 
     name: str = ""
     val_fraction: float = opt(0.1, ge=0.0, lt=1.0)  # of the 4000 train examples (1000 fixed test); 0: no val split
-    seed: int = 0  # the train/val split's seed
+    seed: int = opt(0, ge=0, lt=2**32)  # the train/val split's seed (scikit-learn takes 32 bits)
     standardize: str = opt("none", choices=STANDARDIZE)  # the frozen data is already globally standardized
     shuffle_time: bool = False  # one fixed permutation of the 40 time steps, for every example
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -122,7 +122,7 @@ class ImageSetConfig(Option):
 
     name: str = "mnist"
     val_fraction: float = opt(0.1, ge=0.0, lt=1.0)  # of the published train split; 0: no val split
-    seed: int = 0  # the train/val split's seed
+    seed: int = opt(0, ge=0, lt=2**32)  # the train/val split's seed (scikit-learn takes 32 bits)
     standardize: str = opt("global", choices=STANDARDIZE)  # one mean and std over all train pixels
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 

@@ -66,7 +66,7 @@ class OptimConfig(Option):
     lr: float = opt(0.01, gt=0.0, vary=True)  # alpha, the step size
     weight_decay: float = opt(0.0, ge=0.0, vary=True)  # coupled L2 (decoupled for adamw); regularizer=l2: the lecture's
     impl: str = opt("torch", choices=("torch", "lecture"))  # torch.optim, or the lectures' formulas (optim/lecture.py)
-    fused: bool = opt(True, hparam=False)  # torch's fused kernel where there is one; false: its default (foreach) kernel
+    fused: bool = opt(True, hparam=False)  # torch's fused kernel where there is one; false: the default (foreach)
 
 
 @dataclass
@@ -360,9 +360,9 @@ class TrainerConfig(Option):
     log_every: int = opt(50, ge=1, hparam=False)  # steps between train/loss, lr, grad/norm and weight-norm scalars
     hist_every: int = opt(500, ge=0, hparam=False)  # steps between weight and gradient histograms; 0 = off
     device: str = opt("auto", hparam=False)  # auto = cuda, then mps, then cpu; or cpu, cuda, cuda:1, mps
-    seed: int = opt(0, hparam=False)  # model init, data order and dropout
+    seed: int = opt(0, ge=0, lt=2**32, hparam=False)  # model init, data order and dropout
     order: str = opt("shuffle", choices=("shuffle", "fixed"))  # each epoch reshuffled; fixed: the split's own order
-    seeds: list[int] = opt([], hparam=False)  # several seeds trained together as one vectorized model
+    seeds: list[int] = opt([], ge=0, lt=2**32, hparam=False)  # seeds trained together as one vectorized model
     threads: int = opt(1, ge=0, hparam=False)  # CPU threads for PyTorch; 0 = PyTorch's default (all cores)
     flush_denormal: bool = opt(True, hparam=False)  # CPU: values below 1.2e-38 become 0 (denormals are ~50x slower)
     grad_clip: float = opt(0.0, ge=0.0)  # max global gradient norm; 0 = off

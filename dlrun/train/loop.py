@@ -540,18 +540,23 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
     """
     started = time.time()
     world = dist.world()
+    held: list[rundir.RunLock] = []  # the run directory's lock, however the run ends
     try:
-        return _train(cfg, callbacks, overrides, run_dir, started, world)
+        return _train(cfg, callbacks, overrides, run_dir, started, world, held)
     except (torch.distributed.DistError, RuntimeError) as e:
         if world.active and (isinstance(e, torch.distributed.DistError) or "gloo" in str(e).lower()):
             raise dist.peer_failed(e, world) from None
         raise
     finally:
+        for lock in held:
+            lock.release()
         if world.active:
             dist.end()
 
 
-def _train(cfg: Config, callbacks, overrides, run_dir: Path | None, started: float, world: World) -> dict[str, Any]:
+def _train(
+    cfg: Config, callbacks, overrides, run_dir: Path | None, started: float, world: World, held: list
+) -> dict[str, Any]:
     s = build(cfg, world)
     cfg.loss = resolved_loss_config(cfg.loss, s.loss_name)  # record what ran: loss=auto resolved from the task
     resumed = cfg.resume is not None
@@ -564,10 +569,23 @@ def _train(cfg: Config, callbacks, overrides, run_dir: Path | None, started: flo
         run_dir = Path(run_dir) if run_dir else rundir.new_run_dir(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(dist.from_main(str(run_dir), world))
+    if writes:  # one process at a time trains a run: a second resume of it is refused
+        held.append(rundir.lock(run_dir))
     state = TrainState(wall_start=started)
     first_start = started
     if resumed:
         restore(s, state, run_dir)
+        if state.step > s.total_steps:  # refused before metrics.jsonl is cut back to the checkpoint
+            t = cfg.trainer
+            given, need = (
+                (f"trainer.steps={t.steps}", f"trainer.steps>={state.step}")
+                if t.steps > 0
+                else (f"trainer.epochs={t.epochs}", f"trainer.epochs>={math.ceil(state.step / s.steps_per_epoch)}")
+            )
+            raise ConfigError(
+                f"resume={run_dir}: the run is at step {state.step}, past the {s.total_steps} steps of {given}; "
+                f"give {need}"
+            )
         if writes:
             rundir.truncate_metrics(run_dir, state.step)
         previous = rundir.read_summary(run_dir) or {}

@@ -3,11 +3,14 @@
 runs/<name>/<YYYY-MM-DD_HH-MM-SS>/
     config.yaml  overrides.yaml  command.txt  versions.json
     metrics.jsonl  summary.json  checkpoints/{last,best}.pt  events.out.tfevents.*
+    .lock                                   while a process trains the run: its pid
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import platform
 import sys
 import time
@@ -19,6 +22,7 @@ from typing import Any
 import yaml
 
 from dlrun.config import Config, to_yaml
+from dlrun.errors import ConfigError
 from dlrun.files import atomic_write
 
 
@@ -39,6 +43,51 @@ def new_run_dir(cfg: Config) -> Path:
         except FileExistsError:
             continue
     raise RuntimeError(f"cannot create a run directory under {parent}")
+
+
+class RunLock:
+    """An exclusive flock on <run>/.lock, the file that holds the pid of the process training the run.
+
+    The kernel drops a flock when its process dies, so the file a killed run leaves behind holds
+    nothing: the next process locks it and writes its own pid.
+    """
+
+    def __init__(self, path: Path, fd: int | None):
+        self.path, self.fd = path, fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # before unlocking: who opened this file already sees it gone
+        os.close(self.fd)
+        self.fd = None
+
+
+def lock(run_dir: Path) -> RunLock:
+    """Take the run's lock; a ConfigError names the live process that holds it."""
+    path = Path(run_dir) / ".lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConfigError(
+                f"{run_dir}: process {holder} is training this run (it holds {path}); wait until it ends"
+            ) from None
+        except OSError:  # a file system without flock: the run trains unlocked
+            os.close(fd)
+            return RunLock(path, None)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder released and removed the file between our open and flock: lock the new one
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return RunLock(path, fd)
 
 
 def versions() -> dict[str, str]:

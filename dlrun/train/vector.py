@@ -600,7 +600,9 @@ def fit_group(g: Group, clock: TrainState, callbacks=()) -> None:
         while step < g.total_steps and not clock.stop and running(g):
             epoch, first = divmod(step, spe)
             n = len(g.data.train)
-            orders = torch.stack([epoch_order(m.cfg.trainer.seed, epoch, n, m.cfg.trainer.order) for m in g.members]).to(g.device)
+            orders = torch.stack(
+                [epoch_order(m.cfg.trainer.seed, epoch, n, m.cfg.trainer.order) for m in g.members]
+            ).to(g.device)
             for b in range(first, spe):
                 x, y, masks = group_batch(g, orders, b)
                 loss, reg = group_step(g, x, y, masks)
