@@ -26,8 +26,12 @@ def fused(params, cfg=None) -> tuple[list, dict]:
     (Adam, MNIST-1D CNN, one CPU thread: 4.4 instead of 4.9 ms per training step). optim.fused=false keeps
     PyTorch's default kernel, whose rounding published code (the MNIST-1D reference, say) was trained with."""
     params = list(params)
-    ok = getattr(cfg, "fused", True) and bool(params) and all(
-        isinstance(p, torch.Tensor) and p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+    ok = (
+        getattr(cfg, "fused", True)
+        and bool(params)
+        and all(
+            isinstance(p, torch.Tensor) and p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params
+        )
     )
     return params, {"fused": True} if ok else {}
 
