@@ -155,6 +155,7 @@ def open_study(spec: SweepSpec, sweep_dir: Path, space: Space) -> optuna.Study:
     saved = study.user_attrs.get(SPEC_ATTR)
     if saved is None:
         study.set_user_attr(SPEC_ATTR, asdict(spec))
+        study.set_metric_names([spec.metric])  # optuna-dashboard labels the value with it
     elif not spec.same_sweep(saved):
         raise ConfigError(
             f"--study {spec.study}: the study belongs to another sweep ({' '.join(saved['overrides'])}, "

@@ -78,10 +78,55 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
+# A URL's scheme as users write it -> (the driver modules it may use, first choice first; the SQLAlchemy
+# scheme of each). SQLAlchemy 2.1 reads postgresql:// as psycopg 3 and mysql:// as mysqlclient, and
+# refuses postgres:// (Heroku's spelling); psycopg2 is used where it is the only driver installed.
+POSTGRES = (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2"))
+DRIVERS = {
+    "postgresql": POSTGRES,
+    "postgres": POSTGRES,
+    "postgresql+psycopg": POSTGRES[:1],
+    "postgresql+psycopg2": POSTGRES[::-1],
+    "mysql": (("pymysql", "mysql+pymysql"),),
+    "mysql+pymysql": (("pymysql", "mysql+pymysql"),),
+}
+INSTALL = {
+    "psycopg": "pip install 'dlrun[postgres]' or pip install 'psycopg[binary]'",
+    "pymysql": "pip install pymysql",
+}
+
+
+def storage_url(url: str) -> str:
+    """The SQLAlchemy URL for a storage URL as users write it: its scheme names a driver that is installed.
+
+    Other schemes (sqlite://, mysql+mysqldb://, ...) pass unchanged. No driver: ConfigError naming the package.
+    """
+    scheme, sep, rest = url.partition("://")
+    drivers = DRIVERS.get(scheme.lower()) if sep else None
+    if drivers is None:
+        return url
+    for module, name in drivers:
+        if _installed(module):
+            return f"{name}://{rest}"
+    wanted = next(module for module, _ in drivers if module in INSTALL)
+    raise ConfigError(f"--storage {url}: its database driver {wanted} is not installed; {INSTALL[wanted]}")
+
+
+def _installed(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)  # psycopg imports only with a libpq (its [binary] extra brings one)
+    except ImportError:
+        return False
+    return True
+
+
 def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage:
     """An RDB storage that waits for other processes' locks and, with heartbeat, finds lost trials."""
     import sqlalchemy.exc
 
+    given, url = url, storage_url(url)
     engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}} if url.startswith("sqlite") else {}
     if not url.startswith("sqlite"):
         engine_kwargs["pool_pre_ping"] = True  # a shared server may drop idle connections
@@ -98,15 +143,12 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
             # workers creating a fresh database's tables at once: the losers find them made and retry
             if attempt == 9:
-                raise ConfigError(f"--storage {url}: {str(e.orig).splitlines()[0]}") from None
+                raise ConfigError(f"--storage {given}: {str(e.orig).splitlines()[0]}") from None
             time.sleep(0.2 * (attempt + 1))
-        except ImportError:
-            raise ConfigError(
-                f"--storage {url}: its database driver is not installed "
-                "(pip install psycopg2-binary for postgresql://, pymysql for mysql+pymysql://)"
-            ) from None
+        except ImportError as e:  # a driver of a scheme that storage_url leaves alone
+            raise ConfigError(f"--storage {given}: its database driver is not installed ({e})") from None
         except (sqlalchemy.exc.ArgumentError, ValueError) as e:
-            raise ConfigError(f"--storage {url}: {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"--storage {given}: {str(e).splitlines()[0]}") from None
     raise AssertionError("unreachable")
 
 
