@@ -94,11 +94,12 @@ def test_summary_command(runs):
     assert train.returncode == 2 and "does not fit" in train.stderr and not any(runs.rglob("summary.json"))
 
 
-def test_lenet5_on_digits_reaches_098(runs):
+@pytest.mark.parametrize("seed", [0, 1])
+def test_lenet5_on_digits_reaches_098(runs, seed):
     # experiments/digits_lenet5.yaml: batch norm, random 1-pixel crops, AdamW 3e-3 + weight decay 0.05, cosine,
-    # 100 epochs (default seed); 0.983 +- 0.003 over trainer.seed 0-7, 7 of 8 seeds >= 0.98
+    # 300 epochs on train + val (no hold-out); test/acc 0.9833-0.9944 over trainer.seed 0-4 (seed 1: 0.9944)
     from dlrun.train import train
     from tests.conftest import quick
 
-    s = train(compose(quick(runs, "experiment=digits_lenet5", "trainer.checkpoint=false")))
+    s = train(compose(quick(runs, "experiment=digits_lenet5", "trainer.checkpoint=false", f"trainer.seed={seed}")))
     assert s["metrics"]["test/acc"] >= 0.98
