@@ -200,3 +200,13 @@ def test_plugins_load_before_the_command(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "dlrun", "list"], env=env, **TEXT)
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: plugin ") and "none.py" in lines[0]
+
+
+def test_piped_tables_are_not_cut_at_80_columns(tmp_path):
+    """gradcheck's table is wider than 80 columns; piped (no terminal, no COLUMNS) it keeps every cell whole."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    r = subprocess.run(
+        [sys.executable, "-m", "dlrun", "gradcheck", "model=mlp"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    assert "…" not in r.stdout and max(len(line) for line in r.stdout.splitlines()) > 80

@@ -71,6 +71,7 @@ def run_(
     from dlrun import experiments
 
     claim = experiments.load(name)
+    _check_writable(out, runs_dir, [claim])
     console = Console()
     console.print(f"[bold]{claim.name}[/]: {claim.statement}", highlight=False)
     result = experiments.run(
@@ -91,6 +92,15 @@ def run_(
         raise typer.Exit(1)
 
 
+def _check_writable(out: Path, runs_dir: Path, claims) -> None:
+    """Before any claim runs: the report's folder and, where a claim trains, the runs' folder can be written."""
+    from dlrun.files import check_writable
+
+    check_writable(out, f"--out {out}")
+    if any(not claim.check for claim in claims):  # a check claim computes its values without runs
+        check_writable(runs_dir, f"--runs-dir {runs_dir}")
+
+
 def _print_verdicts(console: Console, claim, result) -> bool:
     from dlrun import experiments
 
@@ -100,7 +110,7 @@ def _print_verdicts(console: Console, claim, result) -> bool:
         table.add_column(f"{m} (mean ± std)", justify="right")
     for label, cells in experiments.table_rows(claim, result):
         table.add_row(label, *cells)
-    console.print(table)
+    print_table(table, console)
     verdicts = experiments.verdicts(claim, result)
     table = Table(header_style="bold")
     table.add_column("expectation")
@@ -108,7 +118,7 @@ def _print_verdicts(console: Console, claim, result) -> bool:
     table.add_column("verdict")
     for v in verdicts:
         table.add_row(v.expectation, v.measured, "[green]holds[/]" if v.holds else "[red]does not hold[/]")
-    console.print(table)
+    print_table(table, console)
     ok = all(v.holds for v in verdicts)
     console.print(f"claim {'[green]holds[/]' if ok else '[red]does not hold[/]'}: {claim.statement}", highlight=False)
     return ok
@@ -136,10 +146,11 @@ def report_(
     from dlrun import experiments
 
     wanted = list(names or [r["name"] for r in experiments.listing() if r["claim"]])
+    claims = [experiments.load(name) for name in wanted]  # an unknown name fails before anything runs
+    _check_writable(out, runs_dir, claims)
     console = Console()
     entries = []
-    for name in wanted:
-        claim = experiments.load(name)
+    for name, claim in zip(wanted, claims, strict=True):
         path = out / name / "results.json"
         result = None if rerun else experiments.load_result(path)
         if result is not None and (result.seeds != claim.seeds or bool(result.overrides) != quick):

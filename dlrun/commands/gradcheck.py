@@ -10,7 +10,7 @@ from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
+from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, print_table
 
 COLORS = {"good": "green", "acceptable": "cyan", "suspicious": "yellow", "wrong": "bold red"}
 
@@ -171,7 +171,7 @@ def _print_check(r: dict) -> None:
             errors = [_sci(row["max_abs_error"]), _sci(row["max_rel_error"])]
         shape = "(" + ", ".join(map(str, row["shape"])) + ")"
         table.add_row(row["name"], shape, checked, *errors, _verdict(row["verdict"]), "; ".join(notes))
-    console.print(table)
+    print_table(table, console)
     resolution = "1e-7" if r["dtype"] == "float64" else "1e-2"
     lines = [
         f"f = {r['value']:.10g} in {r['dtype']}; centered differences with h = {r['h']:g}; relative error = "
@@ -228,7 +228,7 @@ def _print_expr(r: dict) -> None:
         table.add_column(col, justify="left" if col == "variable" else "right")
     for i, n in enumerate(names):
         table.add_row(f"df/d{n}", _num(g["autograd"][i]), _num(g["numeric"][i]), _sci(g["abs_error"][i]))
-    console.print(table)
+    print_table(table, console)
     hs = r["hessian"]
     console.print(
         Columns(
