@@ -87,16 +87,30 @@ class Results:
         return shlex.join(["dlrun", *loads, "train", *row.overrides])
 
 
-def direction_of(metric: str) -> str:
-    """acc: maximize; loss, mse: minimize."""
+def direction_of(metric: str, *, direction_option: bool = False, known: list[str] | None = None) -> str:
+    """acc: maximize; loss, mse: minimize; else a ConfigError that says what to give instead.
+
+    `known`, the metrics the runs have, names the choices; `direction_option` offers --direction
+    to a command that has it.
+    """
     leaf = metric.rsplit("/", 1)[-1]
     if leaf == "acc":
         return "maximize"
     if leaf in ("loss", "mse"):
         return "minimize"
+    from dlrun.errors import suggest
+
+    known = sorted(set(known or []))
+    if known and metric not in known:  # most likely a typo: the runs' own names help more than the suffixes
+        raise ConfigError(
+            f"--metric {metric}: no run has this metric;{suggest(metric, known)} the runs have: {', '.join(known)}"
+        )
+    ordered = [k for k in known if k.rsplit("/", 1)[-1] in ("acc", "loss", "mse")]
+    examples = f": {', '.join(ordered)}" if ordered else " (val/acc, test/loss, best/val/acc)"
+    option = ", or give --direction maximize|minimize" if direction_option else ""
     raise ConfigError(
         f"--metric {metric}: cannot tell whether to maximize or minimize it; "
-        "name a metric that ends in acc, loss or mse (val/acc, test/loss, best/val/acc)"
+        f"name a metric that ends in acc, loss or mse{examples}{option}"
     )
 
 
@@ -127,6 +141,7 @@ def collect(path: Path | str, metric: str | None = None) -> Results:
 
 def from_sweep(sweep_dir: Path, metric: str | None = None) -> Results:
     import optuna
+    import sqlalchemy.exc
 
     from dlrun.sweep.study import SweepSpec, open_storage, quiet_optuna
 
@@ -136,6 +151,12 @@ def from_sweep(sweep_dir: Path, metric: str | None = None) -> Results:
         study = optuna.load_study(study_name=spec.study, storage=open_storage(spec.url(sweep_dir), heartbeat=False))
     except KeyError:
         raise ConfigError(f"{sweep_dir}: the study {spec.study} is not in {spec.url(sweep_dir)}") from None
+    except sqlalchemy.exc.DatabaseError as e:  # a damaged file, e.g. an SQLite database cut short
+        where = spec.storage or sweep_dir / "study.db"
+        raise ConfigError(
+            f"{where}: the study's database is damaged ({str(e.orig).splitlines()[0]}); "
+            "restore it from a copy, or start a new sweep"
+        ) from None
     return from_study(study, spec, str(sweep_dir), metric)
 
 
@@ -148,8 +169,9 @@ def from_study(study, spec, source: str, metric: str | None = None) -> Results:
 
     space = parse(spec.overrides)
     metric = metric or spec.metric
-    direction = spec.direction if metric == spec.metric else direction_of(metric)
     trials = study.get_trials(deepcopy=False)
+    known = [k for t in trials for k in t.user_attrs.get("metrics", {})]
+    direction = spec.direction if metric == spec.metric else direction_of(metric, known=known)
     again = retried(trials)
     states = {
         TrialState.COMPLETE: "completed",
@@ -187,13 +209,23 @@ def from_study(study, spec, source: str, metric: str | None = None) -> Results:
 # ----------------------------------------------------------------------------- a folder of runs
 def from_runs(root: Path, metric: str | None = None) -> Results:
     """Group the runs under root by configuration (every config key but the seed); one row per group."""
+    from dlrun.train.rundir import read_summary, warn_damaged
+
     runs = []
     for summary_path in sorted(root.rglob("summary.json")):
         run_dir = summary_path.parent
+        summary = read_summary(run_dir)
+        if summary is None:
+            warn_damaged(summary_path)
+            continue
         try:
-            summary = json.loads(summary_path.read_text())
-            config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-        except (OSError, json.JSONDecodeError, yaml.YAMLError):
+            config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        except OSError:  # a folder with a summary.json but no config.yaml (a group's) is not a run
+            continue
+        except (yaml.YAMLError, ValueError):
+            config = None
+        if not isinstance(config, dict):
+            warn_damaged(run_dir / "config.yaml", "a YAML mapping")
             continue
         runs.append((run_dir, summary, flatten(config)))
     if not runs:
@@ -202,7 +234,7 @@ def from_runs(root: Path, metric: str | None = None) -> Results:
     if metric is None:
         monitors = Counter(s.get("monitor") for _, s, _ in runs if s.get("monitor"))
         metric = monitors.most_common(1)[0][0] if monitors else "val/loss"
-    direction = direction_of(metric)
+    direction = direction_of(metric, known=[k for _, s, _ in runs for k in s.get("metrics", {})])
 
     skip = not_hyperparameters()  # runs that differ only in these keys are repeats of one configuration
     groups: dict[str, list] = {}

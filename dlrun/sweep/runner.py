@@ -662,7 +662,7 @@ def plan(
     if metric == "auto":
         metric = resolve_metric(cfg)
     if direction == "auto":
-        direction = direction_of(metric)
+        direction = direction_of(metric, direction_option=True)
     size = space.size() if sampler == "grid" else None
     if trials is None:
         trials = size if size is not None else 20

@@ -18,6 +18,7 @@ declare sweeps too, under Hydra's `hydra.sweeper.params`; the command line wins 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,10 +136,7 @@ def parse(overrides: list[str]) -> Space:
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except OverrideParseException as e:
-        # "Error parsing override 'x=interval(0.1)'" / "TypeError while evaluating ...: missing ... 'end'" / "See ..."
-        lines = [line for line in str(e).splitlines() if line and not line.startswith("See ")]
-        detail = f": {lines[1].split(': ', 1)[-1]}" if len(lines) > 1 else ""
-        raise ConfigError(lines[0].replace("Error parsing override", "cannot parse override") + detail) from None
+        raise ConfigError(_parse_error(e, list(overrides))) from None
     items: list[str | Axis] = []
     seen: set[str] = set()
     for text, o in zip(overrides, parsed, strict=True):
@@ -151,6 +149,71 @@ def parse(overrides: list[str]) -> Space:
         seen.add(axis.name)
         items.append(axis)
     return Space(tuple(items))
+
+
+def _parse_error(e: Exception, overrides: list[str]) -> str:
+    """Why an override does not parse, in one line.
+
+    An --option, a value the shell split and a bare word are said as train says them (`--epochs 3`:
+    write trainer.epochs=3); any other override gets Hydra's reason, which names what a sweep got wrong.
+    """
+    from dlrun.config.compose import _parse_message, _parses
+
+    message = _parse_message(e, overrides, lambda: _key_names(overrides))
+    bad = next((o for o in overrides if not _parses(o)), None)
+    if bad is None or not message.startswith(f"{bad}: cannot parse override:"):
+        return message
+    return f"{bad}: cannot parse override: {_reason(bad)}"
+
+
+def _reason(text: str) -> str:
+    """Hydra's reason on its own: `missing a required argument: 'end'`, `unexpected ';' (character 13)`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        OverridesParser.create().parse_overrides([text])
+    except OverrideParseException as e:
+        message = str(e)
+    else:
+        return "Hydra parses it alone"  # not reached: the caller found that it does not
+    # "LexerNoViableAltException: TEXT" over a caret under the character the lexer stopped at
+    lexer = re.match(r"LexerNoViableAltException: (.*)\n( *)\^", message)
+    if lexer:
+        at = len(lexer.group(2)) - len("LexerNoViableAltException: ")
+        if 0 <= at < len(lexer.group(1)):
+            return f"unexpected {lexer.group(1)[at]!r} (character {at + 1})"
+    # "Error parsing override 'x=interval(0.1)'" / "TypeError while evaluating ...: missing ... 'end'" / "See ..."
+    lines = [line for line in message.splitlines() if line.strip() and not line.startswith("See ")]
+    if len(lines) > 1 and lines[0].startswith("Error parsing override"):
+        return lines[1].split(": ", 1)[-1]
+    return lines[0] if lines else message
+
+
+def _key_names(overrides: list[str]) -> list[str]:
+    """Every config key at the points the parsable overrides reach, each option of a swept group included."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from dlrun.config.compose import _config_keys
+
+    items: list[str | Axis] = []
+    for text in overrides:
+        try:
+            (o,) = OverridesParser.create().parse_overrides([text])
+            items.append(_axis(o, text) if o.is_sweep_override() else text)
+        except (OverrideParseException, ConfigError):
+            continue
+    space = Space(tuple(items))
+    first = space.first()
+    points = [space.overrides(first)]
+    for axis in space.axes:
+        if "." not in axis.name:  # the options of a group have keys of their own; a swept value adds none
+            points += [space.overrides({**first, axis.name: v}) for v in axis.probes()[1:]]
+    keys: list[str] = []
+    for point in points:
+        keys += [k for k in _config_keys(point) if k not in keys]
+    return keys
 
 
 def _axis(o, text: str) -> Axis:

@@ -51,12 +51,15 @@ def _list_value(text: str) -> list | None:
     text = text.strip()
     if not (text.startswith("[") and text.endswith("]")):
         return None
-    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
 
+    # Hydra's grammar, as compose reads the value: YAML would take 1e-3, inf and nan for strings
     try:
-        values = yaml.safe_load(text)
-    except yaml.YAMLError:
+        (o,) = OverridesParser.create().parse_overrides([f"key={text}"])
+    except HydraException:
         return None
+    values = None if o.is_sweep_override() else o.value()
     if not isinstance(values, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         return None
     return values
@@ -72,6 +75,10 @@ def split(overrides: list[str]) -> tuple[list[str], dict[str, list[float]]]:
         if values is not None and key.lstrip("+") in vary:
             if not values:
                 raise ConfigError(f"{o}: an empty list; give one value per configuration, e.g. {key}=[0.1,0.01]")
+            try:
+                check_field(key.lstrip("+"), values, {})  # NaN, inf or past 64 bits, named by position
+            except FieldError as e:
+                raise ConfigError(f"{e.key}: {e.message}") from None
             varied[key.lstrip("+")] = [float(v) for v in values]
         else:
             shared.append(o)
