@@ -197,10 +197,9 @@ def labels_of(claim: Claim) -> list[str]:
 
 # ----------------------------------------------------------------------------- measures
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from dlrun.train.rundir import read_metrics as records
+
+    return [record for _, record in records(run_dir)]
 
 
 def last_logged(run_dir: Path, tag: str) -> float:
@@ -426,8 +425,10 @@ def save(result: Result, path: Path) -> None:
 def load_result(path: Path) -> Result | None:
     if not path.is_file():
         return None
-    data = json.loads(path.read_text())
-    return Result(**data)
+    try:
+        return Result(**json.loads(path.read_text()))
+    except (ValueError, TypeError):  # not JSON, or not an object of Result's fields
+        raise ConfigError(f"{path}: damaged (not a claim's results); run the claim again with --rerun") from None
 
 
 def figure(claim: Claim, result: Result, path: Path) -> Path:

@@ -40,14 +40,16 @@ def lr_find(
     A fresh model trains while lr grows exponentially from --start to --end; the suggestion is a tenth of the lr
     at the smoothed loss's minimum."""
     from dlrun.config import compose
+    from dlrun.files import check_writable_file
     from dlrun.lrfind import check_bounds, default_path, lr_range_test, save
 
     check_bounds(start, end, steps)  # a bad flag is refused before composing and building
     overrides = list(overrides or [])
     cfg = compose(overrides)
+    png = out if out is not None else default_path(cfg)
+    check_writable_file(png, f"--out {png}" if out is not None else f"runs_dir={cfg.runs_dir}")
 
     result = lr_range_test(cfg, start=start, end=end, steps=steps)
-    png = out if out is not None else default_path(cfg)
     title = f"LR range test: model={cfg.model.name} data={cfg.data.name} optim={cfg.optim.name}"
     points = save(result, png, title)
     lr = f"{result.suggestion:.2g}"

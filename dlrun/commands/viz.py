@@ -47,6 +47,16 @@ def _out_opt():
     return typer.Option(None, "--out", "-o", help=OUT_HELP, show_default=False)
 
 
+def _check_writable(out: Path | None, run_dirs) -> None:
+    """Before the work: the PNG's folder, and each run directory (its TensorBoard gets the image too)."""
+    from dlrun.files import check_writable, check_writable_file
+
+    if out is not None:
+        check_writable_file(out, f"--out {out}")
+    for run_dir in run_dirs:
+        check_writable(run_dir, str(run_dir), "the picture is logged to the run's TensorBoard: make the run writable")
+
+
 def _save(fig, run, name: str, out: Path | None) -> None:
     """Write the PNG, log it to the run's TensorBoard, and say where."""
     from dlrun.viz.picture import save
@@ -118,6 +128,7 @@ def actmax(
     if score not in ("logit", "logprob"):
         raise ConfigError(f"--score {score}: choose from: logit, logprob")
     run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
     parsed = lib.parse_target(target, run.task.class_names)
     result = lib.maximize(
         run.model, run.task.input_shape, run.task.value_range, parsed, run.task.n_classes,
@@ -142,6 +153,7 @@ def filters(run_dir: Path = _run_arg(), weights: str = _weights_opt(), out: Path
     from dlrun.viz.load import load_run
 
     run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
     try:
         name, w = lib.kernels(run.model)
     except ConfigError as e:
@@ -163,6 +175,7 @@ def saliency(
     from dlrun.viz.load import load_run, require_classification
 
     run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
     require_classification(run, "saliency")
     data = _split(run, split)
     result = lib.saliency(run.model, data.x[:examples], data.y[:examples])
@@ -207,6 +220,7 @@ def adversarial(
     if attack not in lib.ATTACKS:
         raise ConfigError(f"--attack {attack}: unknown;{suggest(attack, lib.ATTACKS)} choose from: fgsm, pgd, onepixel")
     run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
     require_classification(run, "adversarial")
     lo, hi = run.task.value_range
     eps = (hi - lo) / 4 if eps is None else eps
@@ -254,6 +268,7 @@ def landscape(
     from dlrun.viz.load import load_run
 
     runs = [load_run(run_dir, weights)] + ([load_run(compare, weights)] if compare else [])
+    _check_writable(out, [runs[0].run_dir])
     results = []
     for run in runs:
         started = time.perf_counter()
@@ -291,6 +306,7 @@ def boundary(
     from dlrun.viz.load import load_run, require_classification
 
     run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
     require_classification(run, "boundary")
     lib.check_2d(run.task.input_shape, run.cfg.data.name)
     data = _split(run, split)
@@ -309,13 +325,22 @@ def boundary(
 @handle_errors
 def curves(
     runs: list[Path] = typer.Argument(..., help="Run directories, or folders of runs.", show_default=False),
-    out: Path = typer.Option(Path("curves.png"), "--out", "-o", help="Where to write the PNG."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Where to write the PNG. Default: RUN/viz/curves.png for one run or folder of runs; for several, "
+        "viz/curves.png in the folder that holds them all (the first one's if that is the current folder).",
+        show_default=False,
+    ),
 ):
     """Training and validation curves of several runs in one figure (from their metrics.jsonl)."""
     from dlrun.viz import curves as lib
     from dlrun.viz.picture import save
 
     run_dirs = lib.expand_runs(list(runs))
+    out = out or lib.default_out(list(runs))
+    _check_writable(out, run_dirs)
     series = [(label, lib.read_metrics(r)) for label, r in zip(lib.run_labels(run_dirs), run_dirs, strict=True)]
     picture = save(lib.plot_curves(series), out, "viz/curves", run_dirs, 0)
     _report(picture, run_dirs, 0)
@@ -334,6 +359,7 @@ def confusion(
     from dlrun.viz.load import load_run, require_classification
 
     run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
     require_classification(run, "confusion")
     data = _split(run, split)
     matrix = lib.confusion_matrix(run.model, data.x, data.y, run.task.n_classes)
@@ -371,6 +397,7 @@ def activations(
     if mode not in ("train", "eval"):
         raise ConfigError(f"--mode {mode}: choose from: train, eval")
     run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
     train = run.data.train
     run.model.train(mode == "train")
     names = [n.strip() for n in layer_names.split(",") if n.strip()] if layer_names else None

@@ -363,8 +363,8 @@ def load_run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: b
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"resume={run_dir}: no config.yaml there; give a run directory (see `dlrun runs`)")
-    raw = OmegaConf.to_container(OmegaConf.load(path))
-    if isinstance(raw, dict) and raw.get("plugins"):
+    raw = read_run_config(path)
+    if raw.get("plugins"):
         plugins.load(list(raw["plugins"]))  # the run's own options come from these
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
@@ -393,6 +393,28 @@ def load_run_config(run_dir: str | Path, overrides: list[str] = (), *, resume: b
     if resume:
         cfg.resume = str(run_dir)
     return cfg
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml as a dict; a damaged file (not YAML, empty, not a mapping) is a ConfigError."""
+    import yaml
+
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+    except (yaml.YAMLError, UnicodeDecodeError, OmegaConfBaseException):
+        why = "not valid YAML"
+    else:
+        if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+            return raw
+        if not raw:
+            why = "empty"
+        elif isinstance(raw, dict):
+            why = "no model: in it"  # every run's config.yaml has each group
+        else:
+            why = f"a YAML {type(raw).__name__}, not a mapping of keys"
+    raise ConfigError(
+        f"{path}: damaged ({why}); restore it from a copy, or train the run again (its command is in command.txt)"
+    )
 
 
 def list_options(group: str | None = None) -> dict[str, list[tuple[str, str]]]:

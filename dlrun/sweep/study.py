@@ -54,7 +54,32 @@ class SweepSpec:
         path = Path(sweep_dir) / "sweep.yaml"
         if not path.is_file():
             raise ConfigError(f"{sweep_dir}: no sweep.yaml there; give a sweep directory (runs/sweeps/<name>-<time>)")
-        spec = cls(**yaml.safe_load(path.read_text()))
+        import dataclasses
+
+        try:
+            saved, why = yaml.safe_load(path.read_text()), None
+        except (yaml.YAMLError, ValueError):  # ValueError: not UTF-8
+            saved, why = None, "not valid YAML"
+        keys = {f.name for f in dataclasses.fields(cls)}
+        none = dataclasses.MISSING
+        needed = [f.name for f in dataclasses.fields(cls) if f.default is none and f.default_factory is none]
+        if isinstance(saved, dict):
+            unknown, missing = sorted(set(saved) - keys, key=str), [k for k in needed if k not in saved]
+            why = f"unknown key {unknown[0]}" if unknown else f"no {missing[0]}: in it" if missing else None
+        elif why is None:
+            why = "empty" if saved is None else "not a mapping of keys"
+        if why:
+            raise ConfigError(f"{path}: damaged ({why}); restore it from a copy, or start a new sweep")
+        spec = cls(**saved)
+        db = Path(sweep_dir) / "study.db"
+        if spec.storage is None and db.is_file():
+            with open(db, "rb") as f:
+                header = f.read(16)
+            if header != b"SQLite format 3\x00":  # sweep.yaml is saved after the study's tables: empty is lost too
+                raise ConfigError(
+                    f"{db}: {'empty' if not header else 'not an SQLite database'}: the record of the sweep's trials "
+                    "is damaged; restore it from a copy, or start a new sweep"
+                )
         if spec.plugins:
             from dlrun import plugins
 

@@ -9,11 +9,12 @@ plain lines) only watch: on_start, on_log, on_eval, on_end; an on_eval that retu
 
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from dlrun.config import Config, flat, to_yaml
 from dlrun.data import Dataset, Task, augment
 from dlrun.data import build as build_data
 from dlrun.errors import ConfigError, RunFailed
+from dlrun.files import check_writable, write_error
 from dlrun.init import initialize
 from dlrun.optim import build_optimizer, build_scheduler
 from dlrun.train import checkpoint as ckpt
@@ -492,8 +494,18 @@ def save_checkpoints(s: Setup, state: TrainState, run_dir: Path, last: bool = Tr
 
 def restore(s: Setup, state: TrainState, run_dir: Path) -> None:
     """Load `last.pt` of run_dir into the setup and state: model, optimizer, schedule, step, RNG."""
-    payload = ckpt.load(run_dir / "checkpoints" / "last.pt", s.device)
-    s.model.load_state_dict(payload["model"])
+    path = run_dir / "checkpoints" / "last.pt"
+    payload = ckpt.load(path, s.device)
+    ckpt.load_weights(s.model, payload, path, flat(s.cfg))
+    try:
+        _restore_rest(s, state, payload)
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError):  # weights that fit, the rest not a run's
+        raise ConfigError(
+            f"{path}: not a complete dlrun checkpoint (its optimizer, schedule or step do not load); {ckpt.AGAIN}"
+        ) from None
+
+
+def _restore_rest(s: Setup, state: TrainState, payload: dict[str, Any]) -> None:
     fresh = [{k: v for k, v in g.items() if k != "params"} for g in s.optimizer.param_groups]
     base_lrs = list(s.scheduler.base_lrs)
     s.optimizer.load_state_dict(payload["optimizer"])
@@ -528,6 +540,20 @@ def resolved_loss_config(loss_cfg, name: str):
     return resolved(name=name, **kept)
 
 
+# what a write fails with mid-run: a full disk or quota, a folder made read-only, a failing device
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
+
+
+def write_failed(e: OSError, run_dir: Path) -> str:
+    """One line for a write that failed mid-run: which file, why, and that the last checkpoint still stands."""
+    if e.filename is None:  # a line-buffered metrics.jsonl write says no file name
+        e.filename = str(run_dir)
+    what, fix = write_error(e)
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        return f"{what}; the run stopped before its first checkpoint: {fix} and train it again"
+    return f"{what}; the run stopped, its last checkpoint is intact: {fix}, then `dlrun train resume={run_dir}`"
+
+
 def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir: Path | None = None) -> dict[str, Any]:
     """Build, fit and test a config in a run directory; return the summary (also in summary.json).
 
@@ -547,6 +573,10 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
         if world.active and (isinstance(e, torch.distributed.DistError) or "gloo" in str(e).lower()):
             raise dist.peer_failed(e, world) from None
         raise
+    except OSError as e:
+        if e.errno not in WRITE_ERRORS or not held:
+            raise
+        raise RunFailed(write_failed(e, held[0].path.parent)) from None
     finally:
         for lock in held:
             lock.release()
@@ -557,10 +587,12 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
 def _train(
     cfg: Config, callbacks, overrides, run_dir: Path | None, started: float, world: World, held: list
 ) -> dict[str, Any]:
-    s = build(cfg, world)
-    cfg.loss = resolved_loss_config(cfg.loss, s.loss_name)  # record what ran: loss=auto resolved from the task
     resumed = cfg.resume is not None
     writes = world.main  # rank 0 writes; the other ranks only train and evaluate
+    if writes and not resumed and run_dir is None:  # a runs_dir that cannot hold the run fails before the work
+        check_writable(Path(cfg.runs_dir), f"runs_dir={cfg.runs_dir}")
+    s = build(cfg, world)
+    cfg.loss = resolved_loss_config(cfg.loss, s.loss_name)  # record what ran: loss=auto resolved from the task
     if not writes:
         callbacks = ()
     if resumed:
@@ -651,7 +683,8 @@ def _train(
         raise
     except BaseException as e:  # keep the record straight, then let it propagate
         summary.update(status="failed", message=f"{type(e).__name__}: {e}", step=state.step)
-        record(run_dir, summary, writes)
+        with suppress(OSError):  # a full disk: the error to report is the one that stopped the run
+            record(run_dir, summary, writes)
         if logger:
             logger.close()
         raise
@@ -660,7 +693,8 @@ def _train(
     if status == "completed":
         if s.cfg.trainer.test_with == "best" and state.best_step >= 0:
             dist.barrier(world)  # rank 0 has written best.pt
-            s.model.load_state_dict(ckpt.load(run_dir / "checkpoints" / "best.pt", s.device)["model"])
+            best = run_dir / "checkpoints" / "best.pt"
+            ckpt.load_weights(s.model, ckpt.load(best, s.device), best, flat(cfg))
         test, train_split = s.data.test, s.data.train
         metrics.update(evaluate(s.model, test.x, test.y, s.loss_fn, s.task, "test", world=world))
         # the train split in eval mode (no dropout), for the generalization gap train_final/acc - test/acc

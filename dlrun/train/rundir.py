@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -23,7 +24,7 @@ import yaml
 
 from dlrun.config import Config, to_yaml
 from dlrun.errors import ConfigError
-from dlrun.files import atomic_write
+from dlrun.files import atomic_write, check_writable
 
 
 def run_name(cfg: Config) -> str:
@@ -32,6 +33,7 @@ def run_name(cfg: Config) -> str:
 
 def new_run_dir(cfg: Config) -> Path:
     """runs/<name>/<timestamp>/, with a -1, -2, ... suffix when two runs start in the same second."""
+    check_writable(Path(cfg.runs_dir), f"runs_dir={cfg.runs_dir}")  # a file or a read-only folder: one line
     parent = Path(cfg.runs_dir) / run_name(cfg)
     parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
@@ -67,7 +69,12 @@ def lock(run_dir: Path) -> RunLock:
     """Take the run's lock; a ConfigError names the live process that holds it."""
     path = Path(run_dir) / ".lock"
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:  # the run's first write: a run directory that cannot be written fails here
+            raise ConfigError(
+                f"{run_dir}: cannot write in the run directory ({e.strerror}); check its permissions"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -121,10 +128,37 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
 
 
 def read_summary(path: Path) -> dict[str, Any] | None:
+    """The run's summary.json; None if it is missing or damaged (not a JSON object)."""
     try:
-        return json.loads((path / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        summary = json.loads((path / "summary.json").read_text())
+    except (OSError, ValueError):  # ValueError: not JSON, or not UTF-8
         return None
+    return summary if isinstance(summary, dict) else None
+
+
+def warn_damaged(file: Path, what: str = "a JSON object") -> None:
+    """The one-line warning of a listing that skips a run whose file is damaged."""
+    from dlrun.models.base import DlrunWarning
+
+    warnings.warn(
+        f"{file}: damaged (not {what}); skipping {file.parent}: restore the file, or remove the run",
+        DlrunWarning,
+        3,
+    )
+
+
+def read_metrics(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, record) of each readable line of metrics.jsonl; a line cut short by a kill is left out."""
+    file = path / "metrics.jsonl"
+    records = []
+    for line in file.read_text(errors="replace").splitlines() if file.is_file() else []:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append((line, record))
+    return records
 
 
 def truncate_metrics(path: Path, step: int) -> None:
@@ -132,16 +166,20 @@ def truncate_metrics(path: Path, step: int) -> None:
     file = path / "metrics.jsonl"
     if not file.exists():
         return
-    records = [(line, json.loads(line)) for line in file.read_text().splitlines() if line]
+    records = read_metrics(path)
     keep = [line for line, r in records if r.get("step", 0) <= step and not any(k.startswith("test/") for k in r)]
     atomic_write(file, "".join(line + "\n" for line in keep))
 
 
 def find_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(run directory, summary) of every readable run under root, in the order they were started."""
-    runs = [
-        (p.parent, s)
-        for p in Path(root).rglob("summary.json")
-        if (s := read_summary(p.parent)) is not None and s.get("kind") != "group"  # a group's members are runs
-    ]
+    """(run directory, summary) of every readable run under root, in the order they were started.
+
+    A run whose summary.json is damaged is skipped with a warning."""
+    runs = []
+    for p in Path(root).rglob("summary.json"):
+        summary = read_summary(p.parent)
+        if summary is None:
+            warn_damaged(p)
+        elif summary.get("kind") != "group":  # a group's members are runs
+            runs.append((p.parent, summary))
     return sorted(runs, key=lambda run: run[1].get("started_at") or run[0].stat().st_mtime)

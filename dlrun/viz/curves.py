@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -15,15 +14,12 @@ Series = dict[str, tuple[np.ndarray, np.ndarray]]  # metric -> (steps, values)
 
 def read_metrics(run_dir: Path) -> Series:
     """Every numeric metric of a run's metrics.jsonl as (steps, values); non-finite values ('nan') are dropped."""
-    file = Path(run_dir) / "metrics.jsonl"
-    if not file.is_file():
+    from dlrun.train.rundir import read_metrics as records
+
+    if not (Path(run_dir) / "metrics.jsonl").is_file():
         raise ConfigError(f"{run_dir}: no metrics.jsonl there; give run directories (see `dlrun runs`)")
     points: dict[str, list[tuple[int, float]]] = {}
-    for line in file.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash
+    for _, record in records(Path(run_dir)):  # a line cut short by a kill is left out
         step = record.get("step", 0)
         for key, value in record.items():
             if key in ("step", "time") or not isinstance(value, int | float) or not math.isfinite(value):
@@ -46,6 +42,19 @@ def expand_runs(paths: list[Path]) -> list[Path]:
             raise ConfigError(f"{path}: not a run directory (no metrics.jsonl) and no runs below it")
         runs.extend(found)
     return runs
+
+
+def default_out(paths: list[Path]) -> Path:
+    """viz/curves.png in the one run or folder given, else in the folder that holds them all; in the first
+    one's where that is the current folder or the file system's root (nothing is written there unasked)."""
+    import os
+
+    folder = Path(paths[0])
+    if len(paths) > 1:
+        common = Path(os.path.commonpath([Path(p).absolute() for p in paths]))
+        if common not in (Path.cwd(), Path(common.anchor)):
+            folder = common
+    return folder / "viz" / "curves.png"
 
 
 def run_labels(runs: list[Path]) -> list[str]:

@@ -65,7 +65,7 @@ def check_run_dir(run_dir: str | Path) -> Path:
 
 def load_run(run_dir: str | Path, weights: str = "last") -> LoadedRun:
     """Build the run's setup from its config.yaml and load checkpoints/<weights>.pt; model in eval mode."""
-    from dlrun.config.compose import load_run_config
+    from dlrun.config.compose import flat, load_run_config
     from dlrun.train import build
     from dlrun.train import checkpoint as ckpt
 
@@ -81,8 +81,8 @@ def load_run(run_dir: str | Path, weights: str = "last") -> LoadedRun:
     step = 0
     if weights != "init":
         payload = ckpt.load(file, setup.device)
-        setup.model.load_state_dict(payload["model"])
-        state = payload.get("state", {})
+        ckpt.load_weights(setup.model, payload, file, flat(setup.cfg))
+        state = payload.get("state") if isinstance(payload.get("state"), dict) else {}
         step = int(state.get("best_step" if weights == "best" else "step", 0) or 0)
     setup.model.eval()
     return LoadedRun(path, setup, weights, max(step, 0))
