@@ -279,13 +279,7 @@ def test_results_of_a_damaged_study_db_is_one_line(sweep, how):
     "how",
     [
         "random",
-        pytest.param(
-            "truncated",
-            marks=pytest.mark.xfail(
-                reason="study.open_storage lets sqlalchemy's DatabaseError of an SQLite file cut short through",
-                strict=False,
-            ),
-        ),
+        "truncated",
     ],
 )
 def test_sweep_resume_of_a_damaged_study_db_is_one_line(sweep, how):
@@ -304,6 +298,15 @@ def test_a_runs_dir_that_is_a_file(tmp_path, monkeypatch):
         one_error(result, 2, f"runs_dir={runs_dir}", "is a file")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no runs/ in the current folder either
     assert (tmp_path / "file").read_text() == "not a folder\n"
+
+
+def test_a_sweep_into_a_file_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("not a folder\n")
+    grid = ["optim.lr=0.1,0.01", "trainer.epochs=1", "--cold"]
+    one_error(dlrun("sweep", *grid, f"runs_dir={tmp_path / 'file'}"), 2, "runs_dir=", "is a file")
+    one_error(dlrun("sweep", *grid, "--dir", str(tmp_path / "file" / "s")), 2, "--dir", "is a file")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_a_read_only_runs_dir(tmp_path, monkeypatch):

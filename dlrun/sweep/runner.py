@@ -47,6 +47,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from dlrun.errors import ConfigError
+from dlrun.files import check_writable
 from dlrun.sweep.results import direction_of
 from dlrun.sweep.space import SAMPLERS, Space, parse
 from dlrun.sweep.study import (
@@ -672,6 +673,10 @@ def plan(
         open_storage(storage, heartbeat=False)  # a wrong URL or a missing driver fails before a directory is made
     name = sweep_name(cfg)
     sweep_dir = Path(directory) if directory is not None else None
+    check_writable(
+        sweep_dir if sweep_dir is not None else Path(cfg.runs_dir),
+        f"--dir {directory}" if directory is not None else f"runs_dir={cfg.runs_dir}",
+    )
     if sweep_dir is None:
         sweep_dir = new_sweep_dir(cfg.runs_dir, name)
     spec = SweepSpec(

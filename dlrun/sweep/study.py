@@ -170,6 +170,12 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
             if attempt == 9:
                 raise ConfigError(f"--storage {given}: {str(e.orig).splitlines()[0]}") from None
             time.sleep(0.2 * (attempt + 1))
+        except sqlalchemy.exc.DatabaseError as e:  # not a lock to wait for: a damaged database (SQLite cut short)
+            where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else f"--storage {given}"
+            raise ConfigError(
+                f"{where}: the study's database is damaged ({str(e.orig).splitlines()[0]}); "
+                "restore it from a copy, or start a new sweep"
+            ) from None
         except ImportError as e:  # a driver of a scheme that storage_url leaves alone
             raise ConfigError(f"--storage {given}: its database driver is not installed ({e})") from None
         except (sqlalchemy.exc.ArgumentError, ValueError) as e:
