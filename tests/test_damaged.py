@@ -317,16 +317,28 @@ def test_a_read_only_runs_dir(tmp_path, monkeypatch):
     assert list(runs.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a chmod 555 folder; the simulated fault covers it")
-def test_a_chmod_555_runs_dir(tmp_path):
+def test_a_read_only_runs_dir_for_real(tmp_path):
+    """A folder that cannot be written: chmod 555, or for root (whom permissions do not stop) a read-only
+    file system mounted there."""
+    import subprocess
+
     runs = tmp_path / "runs"
     runs.mkdir()
-    runs.chmod(0o555)
+    mounted = os.geteuid() == 0
+    if mounted:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(runs)], capture_output=True)
+        assert r.returncode == 0, f"root needs a read-only mount for this test: {r.stderr.decode()}"
+    else:
+        runs.chmod(0o555)
     try:
-        one_error(dlrun("train", *quick(runs, "trainer.epochs=1")), 2, f"runs_dir={runs}", "Permission denied")
+        result = dlrun("train", *quick(runs, "trainer.epochs=1"))
+        one_error(result, 2, f"runs_dir={runs}", "Read-only file system" if mounted else "Permission denied")
         assert list(runs.iterdir()) == []
     finally:
-        runs.chmod(0o755)
+        if mounted:
+            subprocess.run(["umount", str(runs)], check=True)
+        else:
+            runs.chmod(0o755)
 
 
 def test_resume_of_a_read_only_run(run, tmp_path, monkeypatch):
