@@ -21,7 +21,8 @@ from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
         "  dlrun train 'model.hidden=[64,64]' optim=sgd optim.lr=0.1 trainer.epochs=50\n\n"
         "  dlrun train data=diabetes                     [dim]# regression: MSE, logs val/mse[/]\n\n"
         "  dlrun train experiment=xor_hidden\n\n"
-        "  dlrun train resume=runs/mlp-digits/2026-01-01_12-00-00 trainer.epochs=60"
+        "  dlrun train resume=runs/mlp-digits/2026-01-01_12-00-00 trainer.epochs=60\n\n"
+        "  torchrun --standalone --nproc_per_node=2 -m dlrun train   [dim]# data-parallel, 2 processes[/]"
     ),
 )
 @handle_errors
