@@ -154,3 +154,24 @@ def test_two_nodes_by_c10d_rendezvous_train_one_run(tmp_path):
     r = dlrun([f"runs_dir={tmp_path}/runs", "name=single", "trainer.steps=30"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert max_diff(weights(run), weights(only_run(tmp_path / "runs" / "single"))) < 1e-5
+
+
+def test_unsynchronized_batch_norm_needs_two_examples_per_rank(tmp_path):
+    r = dlrun([f"runs_dir={tmp_path}/runs", "model.norm=batch", "trainer.batch_size=3"], tmp_path, torchrun())
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode != 0 and len(errors) == 1 and "trainer.batch_size=3" in errors[0], r.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_is_not_started_under_torchrun(tmp_path):
+    e = env() | {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    r = subprocess.run(
+        [sys.executable, "-m", "dlrun", "sweep", "optim.lr=0.1,0.01", f"runs_dir={tmp_path}/runs", "--cold"],
+        cwd=tmp_path,
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "under torchrun" in r.stderr, r.stderr
+    assert not (tmp_path / "runs").exists()

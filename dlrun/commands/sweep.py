@@ -106,9 +106,16 @@ def sweep(
     """Sweep hyperparameters with an Optuna study: resumable, parallel, failed trials recorded and skipped.
 
     Every trial is a normal run under [bold]<sweep>/trials/<n>/[/]; the study is the ledger."""
+    import os
+
     from dlrun.errors import ConfigError, RunFailed
     from dlrun.sweep import runner, warm
 
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # its trials would all join one process group
+        raise ConfigError(
+            "dlrun sweep under torchrun: start the sweep itself without torchrun (several workers share a study "
+            "through --storage)"
+        )
     if not cold:
         warm.start()  # its imports overlap composing and checking the sweep
     if resume is not None:

@@ -13,6 +13,7 @@ early stop, divergence, an interrupt).
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,6 +44,7 @@ class World:
 
 
 SINGLE = World()
+_STARTED = False  # this module joined the process group (and so ends it)
 
 
 def world() -> World:
@@ -60,18 +62,23 @@ def start(w: World, device: torch.device, timeout_s: float) -> torch.device:
     """Join the process group (once per process) and return this rank's device."""
     if device.type == "cuda":
         if w.local_rank >= torch.cuda.device_count():
-            raise ConfigError(
+            error = ConfigError(
                 f"LOCAL_RANK={w.local_rank}: this machine has {torch.cuda.device_count()} CUDA devices; "
                 "give torchrun --nproc_per_node at most that many"
             )
+            error.own = True  # only the ranks past the last device raise it
+            raise error
         device = torch.device("cuda", w.local_rank)
         torch.cuda.set_device(device)
     elif device.type != "cpu":
         raise ConfigError(f"trainer.device={device}: torchrun runs on cuda (nccl) or cpu (gloo); not {device.type}")
+    global _STARTED
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        takes_device = "device_id" in inspect.signature(dist.init_process_group).parameters  # torch >= 2.3
+        kwargs = {"device_id": device} if device.type == "cuda" and takes_device else {}
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s), **kwargs)
+        _STARTED = True
     if dist.get_world_size() != w.size or dist.get_rank() != w.rank:
         raise ConfigError(f"the process group has rank {dist.get_rank()} of {dist.get_world_size()}, not {w}")
     return device
@@ -122,8 +129,17 @@ def barrier(w: World) -> None:
 
 
 def end() -> None:
-    if dist.is_initialized():
+    """Leave the process group this module joined (a caller's own group stays)."""
+    global _STARTED
+    if _STARTED and dist.is_initialized():
         dist.destroy_process_group()
+    _STARTED = False
+
+
+def failed(e: BaseException) -> bool:
+    """Whether e is a collective's failure (DistError exists from torch 2.2 on; gloo's are RuntimeErrors)."""
+    kind = getattr(dist, "DistError", None)
+    return (kind is not None and isinstance(e, kind)) or (isinstance(e, RuntimeError) and "gloo" in str(e).lower())
 
 
 def peer_failed(e: BaseException, w: World) -> RunFailed:
@@ -134,10 +150,12 @@ def peer_failed(e: BaseException, w: World) -> RunFailed:
     return error
 
 
-def check(cfg, w: World, closure: bool, min_batch: int) -> None:
+def check(cfg, w: World, closure: bool, min_batch: int, model: nn.Module, device: torch.device) -> None:
     """What data-parallel training cannot do, as a config error before anything is written."""
     if not w.active:
         return
+    if device.type != "cuda" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        min_batch //= 2  # unsynchronized batch norm needs 2 examples on every rank
     if cfg.backprop != "autograd":
         raise ConfigError(f"backprop={cfg.backprop} under torchrun: data-parallel training needs backprop=autograd")
     if closure:

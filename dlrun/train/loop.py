@@ -173,7 +173,7 @@ def build(cfg: Config, world: World = SINGLE) -> Setup:
     if t.test_with == "best" and not t.checkpoint:
         raise ConfigError("trainer.test_with=best needs trainer.checkpoint=true (best weights live in best.pt)")
     last_batch = n_train - (steps_per_epoch - 1) * batch_size
-    dist.check(cfg, world, optim_caps.closure, min(batch_size, last_batch))
+    dist.check(cfg, world, optim_caps.closure, min(batch_size, last_batch), model, device)
     net = None
     if world.active:
         model, net = dist.wrap(model, device)
@@ -405,7 +405,7 @@ def log_train(
     extra = s.reg.scalars() if s.reg is not None else {}  # e.g. weights/sparsity, still on the device
     sums = torch.stack([loss_sum, reg_sum, torch.full((), float(bool(state.asked)), device=s.device)])
     if s.world.active:  # the global batch's mean loss; and whether any rank was asked to stop
-        sums = dist.all_sum(sums) / torch.tensor([s.world.size, s.world.size, 1], device=s.device)
+        sums = dist.all_sum(sums) / s.world.size  # the flag stays > 0 where any rank was asked to stop
     stacked = torch.cat(
         [
             sums[:2] / n_steps,
@@ -461,10 +461,13 @@ def eval_and_checkpoint(s: Setup, state: TrainState, logger, run_dir: Path | Non
         state.bad_evals += 1
     if run_dir is not None and t.checkpoint and time.perf_counter() - state.last_save >= t.checkpoint_every:
         save_checkpoints(s, state, run_dir)
+    reason = None
     for cb in callbacks:
-        reason = getattr(cb, "on_eval", lambda *a: None)(state.step, state.step / s.steps_per_epoch, metrics)
-        if reason:  # a callback ends the run, e.g. a sweep's pruner: "pruned"
-            state.stop = str(reason)
+        reason = getattr(cb, "on_eval", lambda *a: None)(state.step, state.step / s.steps_per_epoch, metrics) or reason
+    if s.world.active:  # the callbacks run on rank 0; every rank stops with it
+        reason = dist.from_main(reason, s.world)
+    if reason:  # a callback ends the run, e.g. a sweep's pruner: "pruned"
+        state.stop = str(reason)
     if t.patience and state.bad_evals >= t.patience:
         state.stop = "early_stop"
 
@@ -569,8 +572,8 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
     held: list[rundir.RunLock] = []  # the run directory's lock, however the run ends
     try:
         return _train(cfg, callbacks, overrides, run_dir, started, world, held)
-    except (torch.distributed.DistError, RuntimeError) as e:
-        if world.active and (isinstance(e, torch.distributed.DistError) or "gloo" in str(e).lower()):
+    except Exception as e:
+        if world.active and dist.failed(e):
             raise dist.peer_failed(e, world) from None
         raise
     except OSError as e:
