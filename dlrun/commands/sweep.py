@@ -111,7 +111,7 @@ def sweep(
     from dlrun.errors import ConfigError, RunFailed
     from dlrun.sweep import runner, warm
 
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:  # its trials would all join one process group
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1"):  # its trials would all join one process group
         raise ConfigError(
             "dlrun sweep under torchrun: start the sweep itself without torchrun (several workers share a study "
             "through --storage)"
