@@ -175,3 +175,26 @@ def test_a_sweep_is_not_started_under_torchrun(tmp_path):
     )
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "under torchrun" in r.stderr, r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_ctrl_c_stops_every_rank_at_a_log_step_with_a_checkpoint(tmp_path):
+    """A terminal's Ctrl-C reaches torchrun and the ranks; torchrun then sends SIGTERM too. The ranks stop
+    together at the next log step and write last.pt, as one process does."""
+    cmd = torchrun() + ["-m", "dlrun", "train", *SHORT, f"runs_dir={tmp_path}/runs", "name=int", "trainer.epochs=500"]
+    p = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 120
+        while not list((tmp_path / "runs" / "int").glob("*/metrics.jsonl")) and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        os.killpg(p.pid, signal.SIGINT)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    run = only_run(tmp_path / "runs" / "int")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted", err[-3000:]
+    saved = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["state"]["step"]
+    assert saved == summary["step"] > 0

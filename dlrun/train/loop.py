@@ -323,9 +323,13 @@ def stop_on_signal(state: TrainState, defer: bool = False):
         yield
         return
 
+    seen: set[int] = set()
+
     def handler(signum, frame):
-        if state.stop == "interrupted" or state.asked:
+        # under torchrun a Ctrl-C reaches the ranks and then torchrun's SIGTERM: only the same signal twice aborts
+        if state.stop == "interrupted" and not defer or signum in seen:
             raise KeyboardInterrupt
+        seen.add(signum)
         if defer:
             state.asked = "interrupted"
         else:
