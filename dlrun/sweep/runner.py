@@ -322,6 +322,7 @@ class Runner:
             self.no_more = "budget"
             return False
         trial = self.study.ask(self.space.distributions)
+        trial.set_user_attr("worker", worker_id())  # at once: `recover` finds a dead process's trials by it
         # another process may have taken the last place between the count and the ask: the lowest numbers win
         trials = self.study.get_trials(deepcopy=False)
         if sum(t.number < trial.number for t in counted(trials)) >= self.spec.trials:
@@ -330,7 +331,6 @@ class Runner:
             return False
         self.storage.record_heartbeat(trial._trial_id)
         overrides = self.space.overrides(trial.params)
-        trial.set_user_attr("worker", worker_id())
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("reason", "")
         seeds = list(self.spec.seeds) if self.spec.seeds else [None]

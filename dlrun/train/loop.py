@@ -576,14 +576,14 @@ def train(cfg: Config, callbacks=(), overrides: list[str] | None = None, run_dir
     held: list[rundir.RunLock] = []  # the run directory's lock, however the run ends
     try:
         return _train(cfg, callbacks, overrides, run_dir, started, world, held)
-    except Exception as e:
-        if world.active and dist.failed(e):
-            raise dist.peer_failed(e, world) from None
-        raise
     except OSError as e:
         if e.errno not in WRITE_ERRORS or not held:
             raise
         raise RunFailed(write_failed(e, held[0].path.parent)) from None
+    except Exception as e:
+        if world.active and dist.failed(e):
+            raise dist.peer_failed(e, world) from None
+        raise
     finally:
         for lock in held:
             lock.release()
