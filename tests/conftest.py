@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import fields, is_dataclass
 
 import pytest
 
@@ -39,3 +40,25 @@ def dlrun(*args: str) -> subprocess.CompletedProcess:
     """Run `dlrun ARGS...` in a fresh process (real exit status, stdout not a terminal)."""
     env = {**os.environ, "COLUMNS": "200"}  # wide tables: no wrapped cells to trip over
     return subprocess.run([sys.executable, "-m", "dlrun.cli", *args], capture_output=True, text=True, env=env)
+
+
+def start(*args: str) -> subprocess.Popen:
+    """`dlrun ARGS` in its own process group, as a cluster job runs it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlrun.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def leaves(schema: type, prefix: str = ""):
+    """(dotted key, field, default) for every leaf field but `name`, nested dataclasses included."""
+    instance = schema()
+    for f in fields(schema):
+        value = getattr(instance, f.name)
+        if is_dataclass(value):
+            yield from leaves(type(value), f"{prefix}{f.name}.")
+        elif f.name != "name":
+            yield f"{prefix}{f.name}", f, value

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from dataclasses import fields, is_dataclass
 
 import pytest
 
@@ -14,6 +13,7 @@ from dlrun import options
 from dlrun.config import compose
 from dlrun.errors import ConfigError
 from dlrun.options import GROUPS, FieldError, declared
+from tests.conftest import leaves
 
 
 def registries() -> dict[str, set[str]]:
@@ -54,17 +54,6 @@ def test_every_declaration_describes_itself_and_composes():
 
 
 # ----------------------------------------------------------------------------- every key from the command line
-def leaves(schema: type, prefix: str = ""):
-    """(dotted key, field, default, owning dataclass) for every leaf field, nested dataclasses included."""
-    instance = schema()
-    for f in fields(schema):
-        value = getattr(instance, f.name)
-        if is_dataclass(value):
-            yield from leaves(type(value), f"{prefix}{f.name}.")
-        elif f.name != "name":
-            yield f"{prefix}{f.name}", f, value
-
-
 def candidates(f, default):
     """Values other than the default, in the field's type, for the override test to try in turn."""
     meta = dict(f.metadata)

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from dlrun.errors import ConfigError
 from dlrun.sweep.study import storage_url
-from tests.conftest import dlrun
+from tests.conftest import dlrun, start
 
 TINY = ["model.hidden=[16]", "trainer.progress=none", "trainer.hist_every=0", "trainer.checkpoint=false"]
 
@@ -48,17 +48,6 @@ def database(server, name: str) -> str:
     with psycopg.connect(server.get_uri(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     return server.get_uri(name)
-
-
-def start(*args: str) -> subprocess.Popen:
-    """`dlrun ARGS` in its own process group, as a cluster job runs it."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "dlrun.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def finish(proc: subprocess.Popen) -> str:

@@ -10,8 +10,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +24,7 @@ from dlrun.sweep.results import collect
 from dlrun.sweep.runner import SweepSpec
 from dlrun.sweep.trial import PruningReport
 from dlrun.train import train
-from tests.conftest import dlrun, quick
+from tests.conftest import dlrun, quick, start
 
 TINY = ["model.hidden=[16]", "trainer.progress=none", "trainer.hist_every=0", "trainer.checkpoint=false"]
 
@@ -38,17 +36,6 @@ def load_study(sweep_dir: Path) -> optuna.Study:
 
 def summaries(folder: Path) -> dict[Path, dict]:
     return {p.parent: json.loads(p.read_text()) for p in folder.rglob("summary.json")}
-
-
-def start(*args: str) -> subprocess.Popen:
-    """`dlrun ARGS` in its own process group, as a cluster job runs it."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "dlrun.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def wait_for_a_trial(sweep_dir: Path, completed: int, training: bool = False, timeout: float = 300) -> None:

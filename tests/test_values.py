@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from dlrun.errors import ConfigError
 from dlrun.options import GROUPS, declared
 from dlrun.sweep.runner import SweepSpec
 from dlrun.train import Diverged, rundir, train
-from tests.conftest import quick
+from tests.conftest import leaves, quick
 
 runner = CliRunner()
 SPELLINGS = ("nan", "inf", "-inf")
@@ -31,17 +30,12 @@ PAST_INT64 = (2**63, -(2**63) - 1)
 OPTIONS = [(group, name) for group in GROUPS for name in declared(group)]
 
 
-def number_keys(schema: type, prefix: str = ""):
+def number_keys(schema: type):
     """(dotted key, type) of every float and int leaf and list of them, nested dataclasses included."""
-    instance = schema()
-    for f in fields(schema):
-        value = getattr(instance, f.name)
-        if is_dataclass(value):
-            yield from number_keys(type(value), f"{prefix}{f.name}.")
-        elif "choices" not in f.metadata:
-            kind = str(f.type).removeprefix("<class '").removesuffix("'>")  # float, list[float], ...
-            if kind in ("float", "int", "list[float]", "list[int]"):
-                yield f"{prefix}{f.name}", kind
+    for key, f, _ in leaves(schema):
+        kind = str(f.type).removeprefix("<class '").removesuffix("'>")  # float, list[float], ...
+        if "choices" not in f.metadata and kind in ("float", "int", "list[float]", "list[int]"):
+            yield key, kind
 
 
 @functools.cache
