@@ -407,21 +407,22 @@ def log_train(
     grads = [p.grad for _, p in params if p.grad is not None]
     weights = [(name, p) for name, p in params if p.ndim > 1]
     extra = s.reg.scalars() if s.reg is not None else {}  # e.g. weights/sparsity, still on the device
-    sums = torch.stack([loss_sum, reg_sum, torch.full((), float(bool(state.asked)), device=s.device)])
-    if s.world.active:  # the global batch's mean loss; and whether any rank was asked to stop
-        sums = dist.all_sum(sums) / s.world.size  # the flag stays > 0 where any rank was asked to stop
+    sums, flag = torch.stack([loss_sum, reg_sum]), []
+    if s.world.active:  # the global batch's mean loss, and whether any rank was asked to stop (> 0 if so)
+        agreed = dist.all_sum(torch.cat([sums, torch.full((1,), float(bool(state.asked)), device=s.device)]))
+        sums, flag = agreed[:2] / s.world.size, [agreed[2:]]
     stacked = torch.cat(
         [
-            sums[:2] / n_steps,
+            sums / n_steps,
             torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).reshape(1)
             if grads
             else torch.zeros(1, device=s.device),
             torch.stack([p.detach().norm() for _, p in weights]) if weights else torch.zeros(0, device=s.device),
             *(v.reshape(1) for v in extra.values()),
-            sums[2:],
+            *flag,
         ]
     ).tolist()  # the one host sync of this log step
-    if stacked.pop() > 0 and not state.stop:
+    if flag and stacked.pop() > 0 and not state.stop:
         state.stop = "interrupted"
     check_finite(stacked[0], state)
     state.last_train_loss = stacked[0]
