@@ -102,7 +102,6 @@ def vectorized(k: int = 16, repeats: int = 2, threads: int = 1, only: str | None
     from dlrun.config import compose
     from dlrun.train import train
     from dlrun.train.members import members
-    from dlrun.train.vector import train_group
 
     cases = [
         ("MLP on digits (the default config), 30 epochs", []),
@@ -131,13 +130,13 @@ def vectorized(k: int = 16, repeats: int = 2, threads: int = 1, only: str | None
             def together(grouped=grouped) -> float:
                 specs = members(grouped, [], {})
                 start = time.perf_counter()
-                summary = train_group(specs)
+                summary = train(specs)
                 assert summary["status"] == "completed", summary["status"]
                 return time.perf_counter() - start
 
             warm = [*base, "trainer.steps=2"]  # first-call costs (imports, data caches) hit neither timing
             train(compose(warm))
-            train_group(members(compose([*warm, "trainer.seeds=[0,1]"]), [], {}))
+            train(members(compose([*warm, "trainer.seeds=[0,1]"]), [], {}))
             times: dict[str, list[float]] = {"separate": [], "vectorized": []}
             for i in range(repeats):  # interleaved, each side first every other time
                 for name in ("separate", "vectorized") if i % 2 == 0 else ("vectorized", "separate"):
@@ -151,9 +150,9 @@ def vectorized(k: int = 16, repeats: int = 2, threads: int = 1, only: str | None
 
 def _sweep(tmp: str, name: str, args: list[str]) -> tuple[float, list[float], list[float]]:
     """A whole `dlrun sweep ARGS` process: (its seconds, each trial's wall time, each trial's train time)."""
-    import json
-
     import optuna
+
+    from dlrun.train import summary as summaries
 
     sweep_dir = Path(tmp) / name
     seconds = _wall([sys.executable, "-m", "dlrun.cli", "sweep", *args, "--dir", str(sweep_dir)])
@@ -161,7 +160,7 @@ def _sweep(tmp: str, name: str, args: list[str]) -> tuple[float, list[float], li
     walls, trains = [], []
     for t in study.trials:
         walls.append((t.datetime_complete - t.datetime_start).total_seconds())
-        runs = [json.loads((sweep_dir / r / "summary.json").read_text()) for r in t.user_attrs["runs"]]
+        runs = [summaries.read(sweep_dir / r) for r in t.user_attrs["runs"]]
         trains.append(max(r["train_time_s"] for r in runs))  # a group's members share their training
     return seconds, walls, trains
 

@@ -322,6 +322,7 @@ def run(
         result.wall_time_s = time.perf_counter() - started
         return result
     from dlrun.config import compose
+    from dlrun.train import summary as summaries
     from dlrun.train import train
 
     for label, cond in claim.conditions.items():
@@ -344,7 +345,7 @@ def run(
                 run_dir = Path(summary["run_dir"])
             except RunFailed:  # a divergence is a result here (the learning-rate claim needs it)
                 run_dir = _latest_run(runs_dir / "experiments" / claim.name / label)
-                summary = json.loads((run_dir / "summary.json").read_text())
+                summary = summaries.read(run_dir) or {}
             for m, spec in claim.measures.items():
                 result.values[label][m].append(measure_value(spec, run_dir, summary))
             result.runs[label].append(str(run_dir))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -64,15 +65,6 @@ def elastic_penalty(ws: list[torch.Tensor], strength: float, l1_ratio: float) ->
     return l1_penalty(ws, strength * l1_ratio) + l2_penalty(ws, strength * (1.0 - l1_ratio))
 
 
-def penalty(cfg, ws: list[torch.Tensor], strength) -> torch.Tensor:
-    """Omega of regularizer cfg.name (l2, l1 or elastic) at strength lambda (a number, or a tensor under vmap)."""
-    if cfg.name == "l2":
-        return l2_penalty(ws, strength)
-    if cfg.name == "l1":
-        return l1_penalty(ws, strength)
-    return elastic_penalty(ws, strength, cfg.l1_ratio)
-
-
 @torch.no_grad()
 def sparsity(ws: list[torch.Tensor], zero_threshold: float) -> torch.Tensor:
     """The fraction of weights with |w| < zero_threshold (a scalar on the device, no host sync)."""
@@ -91,30 +83,39 @@ def decay_(ws: list[torch.Tensor], optimizer: torch.optim.Optimizer, strength: f
                 p.mul_(factor)
 
 
-# ----------------------------------------------------------------------------- what the loop uses
+# ----------------------------------------------------------------------------- what the trainer uses
 @dataclass
 class Regularizer:
-    """What the training loop calls; every part is optional.
+    """What the trainer calls, as functions of the list of weights `ws` (regularizers.weights of the model),
+    so that a vectorized group runs the same functions on each member's slice of its stacked weights.
 
-    reg() is Omega (a scalar tensor added to the data loss) or None; reg.before_step(optimizer) runs
-    after the gradients are computed and before optimizer.step(); reg.scalars() are logged with
-    train/loss (tensors on the device, read in the log step's one host sync).
+    penalty(ws, strength) is Omega, added to the data loss and logged as train/reg_loss (None: no loss term);
+    decay: W <- W - lr strength W after the gradients and before optimizer.step(), lr that step's rate;
+    stats(ws) are logged with train/loss (tensors on the device, read in the log step's one host sync).
+    A plugin's regularizer is built the same way, and so trains alone and as a group member alike.
     """
 
     name: str
-    term: Callable[[], torch.Tensor] | None = None
-    decay: Callable[[torch.optim.Optimizer], None] | None = None
-    stats: Callable[[], dict[str, torch.Tensor]] | None = None
+    ws: list[torch.Tensor]  # the model's weights
+    strength: float = 0.0  # lambda
+    penalty: Callable[[list[torch.Tensor], Any], torch.Tensor] | None = None
+    decay: bool = False
+    stats: Callable[[list[torch.Tensor]], dict[str, torch.Tensor]] | None = None
+
+    @property
+    def term(self) -> bool:
+        """Whether the regularizer adds a loss term."""
+        return self.penalty is not None
 
     def __call__(self) -> torch.Tensor | None:
-        return self.term() if self.term is not None else None
+        return self.penalty(self.ws, self.strength) if self.penalty is not None else None
 
     def before_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.decay is not None:
-            self.decay(optimizer)
+        if self.decay:
+            decay_(self.ws, optimizer, self.strength)
 
     def scalars(self) -> dict[str, torch.Tensor]:
-        return self.stats() if self.stats is not None else {}
+        return self.stats(self.ws) if self.stats is not None else {}
 
 
 @REGULARIZERS.register("none")
@@ -126,29 +127,28 @@ def none(cfg, model: nn.Module) -> Regularizer | None:
 @REGULARIZERS.register("l2")
 def l2(cfg, model: nn.Module) -> Regularizer:
     """lambda/2 sum ||W||^2 over weights only; its gradient adds lambda W (decay (1 - eta lambda) W)."""
-    ws = weights(model)
-    return Regularizer("l2", term=lambda: penalty(cfg, ws, cfg.strength))
+    return Regularizer("l2", weights(model), cfg.strength, penalty=l2_penalty)
+
+
+def _sparsity(cfg) -> Callable[[list[torch.Tensor]], dict[str, torch.Tensor]]:
+    return lambda ws: {"weights/sparsity": sparsity(ws, cfg.zero_threshold)}
 
 
 @REGULARIZERS.register("l1")
 def l1(cfg, model: nn.Module) -> Regularizer:
     """lambda sum |W| over weights only; its gradient is lambda sign(W); logs weights/sparsity."""
-    ws = weights(model)
-    return Regularizer(
-        "l1",
-        term=lambda: penalty(cfg, ws, cfg.strength),
-        stats=lambda: {"weights/sparsity": sparsity(ws, cfg.zero_threshold)},
-    )
+    return Regularizer("l1", weights(model), cfg.strength, penalty=l1_penalty, stats=_sparsity(cfg))
 
 
 @REGULARIZERS.register("elastic")
 def elastic(cfg, model: nn.Module) -> Regularizer:
     """lambda (r sum |W| + (1 - r)/2 sum ||W||^2) over weights only; logs weights/sparsity."""
-    ws = weights(model)
     return Regularizer(
         "elastic",
-        term=lambda: penalty(cfg, ws, cfg.strength),
-        stats=lambda: {"weights/sparsity": sparsity(ws, cfg.zero_threshold)},
+        weights(model),
+        cfg.strength,
+        penalty=lambda ws, strength: elastic_penalty(ws, strength, cfg.l1_ratio),
+        stats=_sparsity(cfg),
     )
 
 
@@ -160,8 +160,7 @@ def weight_decay(cfg, model: nn.Module) -> Regularizer:
     W_{t+1} = W_t - lr (update_t + lambda W_t): for SGD (1 - lr lambda) W - lr grad, for Adam the
     update of torch.optim.AdamW (Loshchilov & Hutter) restricted to the weights.
     """
-    ws = weights(model)
-    return Regularizer("weight_decay", decay=lambda optimizer: decay_(ws, optimizer, cfg.strength))
+    return Regularizer("weight_decay", weights(model), cfg.strength, decay=True)
 
 
 @REGULARIZERS.register("dropout")

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dlrun.errors import ConfigError
-from dlrun.train.rundir import find_runs
+from dlrun.train.summary import find_runs
 
 TABLE_METRICS = ("test/acc", "test/mse", "test/loss", "val/acc", "val/mse", "val/loss")
 

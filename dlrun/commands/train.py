@@ -28,43 +28,22 @@ from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
 @handle_errors
 def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)):
     """Train a model; the run goes to [bold]runs/<name>/<time>/[/] (config, metrics, checkpoints, TensorBoard)."""
-    from dlrun.config import compose
-    from dlrun.errors import ConfigError
-    from dlrun.train import members
-
-    overrides = list(overrides or [])
-    shared, varied = members.split(overrides)
-    group_dir = members.resumed_group(shared)
-    if group_dir is not None:
-        specs = members.from_group(group_dir, shared)
-        cfg = specs[0].cfg
-    else:
-        try:
-            cfg = compose(shared)
-        except ConfigError:
-            members.scalar_list_error(shared)  # a list given to a number that cannot vary: say which can
-            raise
-        specs = members.members(cfg, shared, varied) if members.is_group(cfg, varied) else None
-    from dlrun.train import dist, progress
+    from dlrun.train import dist, members, progress
     from dlrun.train import train as run_training
 
+    overrides = list(overrides or [])
+    what = members.parse(overrides)  # one run's config, or a group's members
+    cfg = what[0].cfg if isinstance(what, list) else what
     world = dist.world()
-    if world.active and specs is not None:
-        raise ConfigError("trainer.seeds or a list of values under torchrun: train a vectorized group in one process")
     view = progress.make(cfg.trainer.progress, Console()) if world.main else None
     try:
-        if specs is not None:
-            from dlrun.train.vector import train_group
-
-            summary = train_group(specs, callbacks=[view] if view else [], resume=group_dir)
-        else:
-            summary = run_training(cfg, callbacks=[view] if view else [], overrides=overrides)
+        summary = run_training(what, callbacks=[view] if view else [], overrides=overrides)
     finally:
         if view:
             view.close()
     if not world.main:  # rank 0 reports for the run
         raise typer.Exit(130 if summary["status"] == "interrupted" else 0)
-    if specs is not None:
+    if summary["kind"] == "group":
         _print_group(summary)
         if summary["status"] == "interrupted":
             print(f"interrupted; continue with: dlrun train resume={summary['run_dir']}", file=sys.stderr)

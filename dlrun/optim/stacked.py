@@ -17,8 +17,20 @@ from __future__ import annotations
 import torch
 
 VARYING = ("lr", "weight_decay", "momentum", "gamma", "beta1", "beta2")
-TORCH = ("gd", "sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
-LECTURE = ("gd", "sgd", "momentum", "adagrad", "rmsprop", "adam")
+
+# (impl, optim name) -> its stacked update step(opt, p, g, lr, h, state): the formula of the single-run optimizer
+# with each hyperparameter a [K, 1, ...] tensor. An optimizer declared per_member=True (OptimCaps) registers one
+# for each impl it has, built-in or plugin: `register("torch", "mine")(fn)`.
+STEPS: dict[tuple[str, str], object] = {}
+
+
+def register(impl: str, *names: str):
+    def add(fn):
+        for name in names:
+            STEPS[(impl, name)] = fn
+        return fn
+
+    return add
 
 
 class StackedOptimizer(torch.optim.Optimizer):
@@ -27,7 +39,7 @@ class StackedOptimizer(torch.optim.Optimizer):
     def __init__(self, params, configs: list):
         first = configs[0]
         self.name, self.impl = first.name, first.impl
-        if self.name not in (LECTURE if self.impl == "lecture" else TORCH):
+        if (self.impl, self.name) not in STEPS:
             raise ValueError(f"optim={self.name} impl={self.impl} has no stacked form")
         self.eps = getattr(first, "eps", 0.0)
         self.eps_inside_sqrt = getattr(first, "eps_inside_sqrt", False)
@@ -55,86 +67,109 @@ class StackedOptimizer(torch.optim.Optimizer):
             h = {k: v.view(-1, *[1] * (p.ndim - 1)) for k, v in self.hyper.items()}  # float64
             lr = h["lr"] * factor
             g = p.grad
-            if self.name == "adamw":  # decoupled, before the Adam step (as torch.optim.AdamW)
-                p.mul_((1 - lr * h["weight_decay"]).to(p.dtype))
-            elif bool((self.hyper["weight_decay"] != 0).any()):
+            update = STEPS[(self.impl, self.name)]
+            if not getattr(update, "decoupled", False) and bool((self.hyper["weight_decay"] != 0).any()):
                 g = g + h["weight_decay"].to(p.dtype) * p  # coupled L2, as torch.optim and the lecture classes
-            getattr(self, f"_{self.impl}_{self.name}")(p, g, lr, h, self.state[p])
+            update(self, p, g, lr, h, self.state[p])
         return None
 
-    # ------------------------------------------------------------------------- impl=torch
-    def _torch_sgd(self, p, g, lr, h, state):
-        p.sub_(lr.to(p.dtype) * g)
 
-    _torch_gd = _torch_sgd
-    _lecture_gd = _torch_sgd
-    _lecture_sgd = _torch_sgd
+# ----------------------------------------------------------------------------- impl=torch
+@register("torch", "gd", "sgd")
+@register("lecture", "gd", "sgd")
+def _sgd(self, p, g, lr, h, state):
+    p.sub_(lr.to(p.dtype) * g)
 
-    def _torch_momentum(self, p, g, lr, h, state, nesterov=False):
-        buf = state.get("momentum_buffer")
-        if buf is None:  # torch's first step: v = g
-            buf = state["momentum_buffer"] = g.clone()
-        else:
-            buf.mul_(h["momentum"].to(p.dtype)).add_(g)  # v = mu v + g
-        p.sub_(lr.to(p.dtype) * (g + h["momentum"].to(p.dtype) * buf if nesterov else buf))
 
-    def _torch_nesterov(self, p, g, lr, h, state):
-        self._torch_momentum(p, g, lr, h, state, nesterov=True)
+@register("torch", "momentum")
+def _torch_momentum(self, p, g, lr, h, state, nesterov=False):
+    buf = state.get("momentum_buffer")
+    if buf is None:  # torch's first step: v = g
+        buf = state["momentum_buffer"] = g.clone()
+    else:
+        buf.mul_(h["momentum"].to(p.dtype)).add_(g)  # v = mu v + g
+    p.sub_(lr.to(p.dtype) * (g + h["momentum"].to(p.dtype) * buf if nesterov else buf))
 
-    def _torch_adagrad(self, p, g, lr, h, state):
-        if "sum" not in state:
-            state["step"], state["sum"] = torch.zeros((), dtype=p.dtype), torch.zeros_like(p)
-        state["step"] += 1
-        state["sum"].addcmul_(g, g)
-        p.sub_(lr.to(p.dtype) * (g / (state["sum"].sqrt() + self.eps)))
 
-    def _torch_rmsprop(self, p, g, lr, h, state):
-        if "square_avg" not in state:
-            state["step"], state["square_avg"] = torch.zeros((), dtype=p.dtype), torch.zeros_like(p)
-        state["step"] += 1
-        square_avg = state["square_avg"]
-        square_avg.mul_(h["gamma"].to(p.dtype)).add_((1 - h["gamma"]).to(p.dtype) * g * g)
-        p.sub_(lr.to(p.dtype) * (g / (square_avg.sqrt() + self.eps)))
+@register("torch", "nesterov")
+def _torch_nesterov(self, p, g, lr, h, state):
+    _torch_momentum(self, p, g, lr, h, state, nesterov=True)
 
-    def _torch_adam(self, p, g, lr, h, state):
-        if "exp_avg" not in state:
-            state["step"] = torch.zeros((), dtype=p.dtype)
-            state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
-        state["step"] += 1
-        t = float(state["step"])
-        b1, b2 = h["beta1"], h["beta2"]
-        state["exp_avg"].lerp_(g, (1 - b1).to(p.dtype))
-        state["exp_avg_sq"].mul_(b2.to(p.dtype)).add_((1 - b2).to(p.dtype) * g * g)
-        denom = state["exp_avg_sq"].sqrt() / (1 - b2**t).sqrt().to(p.dtype) + self.eps
-        p.sub_((lr / (1 - b1**t)).to(p.dtype) * (state["exp_avg"] / denom))
 
-    _torch_adamw = _torch_adam
+@register("torch", "adagrad")
+def _torch_adagrad(self, p, g, lr, h, state):
+    if "sum" not in state:
+        state["step"], state["sum"] = torch.zeros((), dtype=p.dtype), torch.zeros_like(p)
+    state["step"] += 1
+    state["sum"].addcmul_(g, g)
+    p.sub_(lr.to(p.dtype) * (g / (state["sum"].sqrt() + self.eps)))
 
-    # ------------------------------------------------------------------------- impl=lecture
-    def _lecture_momentum(self, p, g, lr, h, state):
-        if "previous" not in state:
-            state["previous"] = p.detach().clone()  # theta_{t-2}; the first step is plain gradient descent
-        displacement = p - state["previous"]
-        state["previous"].copy_(p)
-        p.sub_(lr.to(p.dtype) * g).add_(h["momentum"].to(p.dtype) * displacement)
 
-    def _lecture_adagrad(self, p, g, lr, h, state):
-        G = state.setdefault("G", torch.zeros_like(p))
-        G.add_(g * g)
-        p.sub_(lr.to(p.dtype) * g / (G + self.eps).sqrt())
+@register("torch", "rmsprop")
+def _torch_rmsprop(self, p, g, lr, h, state):
+    if "square_avg" not in state:
+        state["step"], state["square_avg"] = torch.zeros((), dtype=p.dtype), torch.zeros_like(p)
+    state["step"] += 1
+    square_avg = state["square_avg"]
+    square_avg.mul_(h["gamma"].to(p.dtype)).add_((1 - h["gamma"]).to(p.dtype) * g * g)
+    p.sub_(lr.to(p.dtype) * (g / (square_avg.sqrt() + self.eps)))
 
-    def _lecture_rmsprop(self, p, g, lr, h, state):
-        G = state.setdefault("G", torch.zeros_like(p))
-        G.mul_(h["gamma"].to(p.dtype)).add_((1 - h["gamma"]).to(p.dtype) * g * g)
-        p.sub_(lr.to(p.dtype) * g / (G + self.eps).sqrt())
 
-    def _lecture_adam(self, p, g, lr, h, state):
-        if "step" not in state:
-            state["step"], state["m"], state["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
-        state["step"] += 1
-        t, b1, b2 = state["step"], h["beta1"], h["beta2"]
-        state["m"].mul_(b1.to(p.dtype)).add_((1 - b1).to(p.dtype) * g)
-        state["v"].mul_(b2.to(p.dtype)).add_((1 - b2).to(p.dtype) * g * g)
-        m_hat, v_hat = state["m"] / (1 - b1**t).to(p.dtype), state["v"] / (1 - b2**t).to(p.dtype)
-        denominator = (v_hat + self.eps).sqrt() if self.eps_inside_sqrt else v_hat.sqrt() + self.eps
-        p.sub_(lr.to(p.dtype) * m_hat / denominator)
+@register("torch", "adam")
+def _torch_adam(self, p, g, lr, h, state):
+    if "exp_avg" not in state:
+        state["step"] = torch.zeros((), dtype=p.dtype)
+        state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+    state["step"] += 1
+    t = float(state["step"])
+    b1, b2 = h["beta1"], h["beta2"]
+    state["exp_avg"].lerp_(g, (1 - b1).to(p.dtype))
+    state["exp_avg_sq"].mul_(b2.to(p.dtype)).add_((1 - b2).to(p.dtype) * g * g)
+    denom = state["exp_avg_sq"].sqrt() / (1 - b2**t).sqrt().to(p.dtype) + self.eps
+    p.sub_((lr / (1 - b1**t)).to(p.dtype) * (state["exp_avg"] / denom))
+
+
+# ----------------------------------------------------------------------------- impl=lecture
+@register("lecture", "momentum")
+def _lecture_momentum(self, p, g, lr, h, state):
+    if "previous" not in state:
+        state["previous"] = p.detach().clone()  # theta_{t-2}; the first step is plain gradient descent
+    displacement = p - state["previous"]
+    state["previous"].copy_(p)
+    p.sub_(lr.to(p.dtype) * g).add_(h["momentum"].to(p.dtype) * displacement)
+
+
+@register("lecture", "adagrad")
+def _lecture_adagrad(self, p, g, lr, h, state):
+    G = state.setdefault("G", torch.zeros_like(p))
+    G.add_(g * g)
+    p.sub_(lr.to(p.dtype) * g / (G + self.eps).sqrt())
+
+
+@register("lecture", "rmsprop")
+def _lecture_rmsprop(self, p, g, lr, h, state):
+    G = state.setdefault("G", torch.zeros_like(p))
+    G.mul_(h["gamma"].to(p.dtype)).add_((1 - h["gamma"]).to(p.dtype) * g * g)
+    p.sub_(lr.to(p.dtype) * g / (G + self.eps).sqrt())
+
+
+@register("lecture", "adam")
+def _lecture_adam(self, p, g, lr, h, state):
+    if "step" not in state:
+        state["step"], state["m"], state["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+    state["step"] += 1
+    t, b1, b2 = state["step"], h["beta1"], h["beta2"]
+    state["m"].mul_(b1.to(p.dtype)).add_((1 - b1).to(p.dtype) * g)
+    state["v"].mul_(b2.to(p.dtype)).add_((1 - b2).to(p.dtype) * g * g)
+    m_hat, v_hat = state["m"] / (1 - b1**t).to(p.dtype), state["v"] / (1 - b2**t).to(p.dtype)
+    denominator = (v_hat + self.eps).sqrt() if self.eps_inside_sqrt else v_hat.sqrt() + self.eps
+    p.sub_(lr.to(p.dtype) * m_hat / denominator)
+
+
+@register("torch", "adamw")
+def _torch_adamw(self, p, g, lr, h, state):
+    p.mul_((1 - lr * h["weight_decay"]).to(p.dtype))  # decoupled, before the Adam step (as torch.optim.AdamW)
+    _torch_adam(self, p, g, lr, h, state)
+
+
+_torch_adamw.decoupled = True

@@ -66,6 +66,11 @@ class OptimCaps(Caps):
     full_batch: bool = False  # one step per epoch on the whole train split
     closure: bool = False  # step() needs a closure that recomputes the loss (Newton)
     lecture: bool = False  # has a lecture form (optim.impl=lecture)
+    # each element's update reads only its own gradient and state, so one optimizer steps the stacked
+    # tensors of a vectorized group's members (trainer.seeds) when they share every hyperparameter
+    elementwise: bool = False
+    # a stacked step (dlrun/optim/stacked.py) takes one value per member of its vary=True keys (optim.lr=[...])
+    per_member: bool = False
 
 
 CAPS: dict[str, type[Caps]] = {"model": ModelCaps, "data": DataCaps, "loss": LossCaps, "optim": OptimCaps}

@@ -93,6 +93,10 @@ class AdamConfig(OptimConfig):
     eps_inside_sqrt: bool = False  # the lecture's m_hat / sqrt(v_hat + eps); needs impl=lecture
 
 
+# what the built-in optimizers say of themselves as members of a vectorized group (see OptimCaps)
+GROUPED = {"elementwise": True, "per_member": True}
+
+
 @dataclass
 class NewtonConfig(OptimConfig):
     damping: float = opt(1e-4, ge=0.0)  # theta -= lr (H + damping I)^-1 g, H the exact Hessian by autograd
@@ -107,6 +111,7 @@ declare(
     defaults={"lr": 0.1},
     full_batch=True,
     lecture=True,
+    **GROUPED,
 )
 declare(
     "optim",
@@ -114,6 +119,7 @@ declare(
     OptimConfig,
     "Mini-batch stochastic gradient descent (trainer.batch_size=1 for one-sample SGD)",
     lecture=True,
+    **GROUPED,
 )
 declare(
     "optim",
@@ -121,14 +127,16 @@ declare(
     MomentumConfig,
     "SGD with heavy-ball momentum (equal to theta - alpha g + gamma (theta - theta_prev) while lr is constant)",
     lecture=True,
+    **GROUPED,
 )
-declare("optim", "nesterov", MomentumConfig, "SGD with Nesterov momentum")
+declare("optim", "nesterov", MomentumConfig, "SGD with Nesterov momentum", **GROUPED)
 declare(
     "optim",
     "adagrad",
     AdagradConfig,
     "AdaGrad: G += g^2, theta -= alpha g / (sqrt(G) + eps); impl=lecture: alpha g / sqrt(G + eps)",
     lecture=True,
+    **GROUPED,
 )
 declare(
     "optim",
@@ -137,6 +145,7 @@ declare(
     "RMSProp: G = gamma G + (1 - gamma) g^2, theta -= alpha g / (sqrt(G) + eps); impl=lecture: / sqrt(G + eps)",
     defaults={"lr": 0.001},
     lecture=True,
+    **GROUPED,
 )
 declare(
     "optim",
@@ -146,6 +155,7 @@ declare(
     "(lecture: impl=lecture eps_inside_sqrt=true)",
     defaults={"lr": 0.001},
     lecture=True,
+    **GROUPED,
 )
 declare(
     "optim",
@@ -153,6 +163,7 @@ declare(
     AdamConfig,
     "Adam with decoupled weight decay (Loshchilov and Hutter)",
     defaults={"lr": 0.001, "weight_decay": 0.01},
+    **GROUPED,
 )
 declare(
     "optim",

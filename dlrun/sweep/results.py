@@ -209,18 +209,14 @@ def from_study(study, spec, source: str, metric: str | None = None) -> Results:
 # ----------------------------------------------------------------------------- a folder of runs
 def from_runs(root: Path, metric: str | None = None) -> Results:
     """Group the runs under root by configuration (every config key but the seed); one row per group."""
-    from dlrun.train.rundir import read_summary, warn_damaged
+    from dlrun.train.rundir import warn_damaged
+    from dlrun.train.summary import find_runs
 
     runs = []
-    for summary_path in sorted(root.rglob("summary.json")):
-        run_dir = summary_path.parent
-        summary = read_summary(run_dir)
-        if summary is None:
-            warn_damaged(summary_path)
-            continue
+    for run_dir, summary in find_runs(root):
         try:
             config = yaml.safe_load((run_dir / "config.yaml").read_text())
-        except OSError:  # a folder with a summary.json but no config.yaml (a group's) is not a run
+        except OSError:  # a run without its config.yaml cannot be grouped
             continue
         except (yaml.YAMLError, ValueError):
             config = None

@@ -198,10 +198,9 @@ class OpenTrial:
 
 def outcome(run_dir: Path, code: int, metric: str, log: Path | None = None) -> dict[str, Any]:
     """What a training process left: status, final metrics, wall time and, for a failure, the reason."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        summary = {}
+    from dlrun.train import summary as summaries
+
+    summary = summaries.read(run_dir) or {}
     status = summary.get("status", "failed")
     if code != 0 and status in ("running", "completed"):
         status = "failed"  # the process died after writing its summary

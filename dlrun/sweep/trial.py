@@ -151,8 +151,8 @@ def run_pack(args) -> int:
 
     from dlrun.config import compose, flat
     from dlrun.errors import ConfigError
+    from dlrun.train import train
     from dlrun.train.members import MemberSpec, packable, varying_keys
-    from dlrun.train.vector import train_group
 
     pack = json.loads(args.pack.read_text())
     group_dir = Path(pack["group_dir"])
@@ -182,7 +182,7 @@ def run_pack(args) -> int:
         ids = {m["trial"]: m["trial_id"] for m in pack["members"]}
         by_number = {n: optuna.trial.Trial(study, i) for n, i in ids.items()}
         callbacks.append(PackPruning(by_number, [m["trial"] for m in pack["members"]], pack["report"]))
-    summary = train_group(specs, callbacks=callbacks, group_dir=group_dir)
+    summary = train(specs, callbacks=callbacks, run_dir=group_dir)
     for m in summary["members"]:
         print(f"{m['label']}: {m['status']}", flush=True)
     return 130 if summary["status"] == "interrupted" else 0

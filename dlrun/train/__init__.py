@@ -1,4 +1,5 @@
-"""Training: the loop, run directories, checkpoints and logging.
+"""Training: one run lifecycle for a single run, a vectorized group and a torchrun job; run directories,
+checkpoints and logging.
 
 The package can be called as its `train` function, so that `from dlrun import train; train(cfg)` works
 (`dlrun.train` is both this package and, called, dlrun.train.train).
@@ -8,8 +9,9 @@ import sys
 import types
 
 from dlrun.train.loop import Diverged, Setup, build, evaluate, fit, train
+from dlrun.train.state import TrainState
 
-__all__ = ["Diverged", "Setup", "build", "evaluate", "fit", "train"]
+__all__ = ["Diverged", "Setup", "TrainState", "build", "evaluate", "fit", "train"]
 
 
 class _CallablePackage(types.ModuleType):

@@ -95,3 +95,17 @@ def mismatch(expected: dict[str, Any], saved: dict[str, Any]) -> str:
         if shape != tuple(v.shape):
             return f"{k} has shape {list(shape)}, the model's {list(v.shape)}"
     return "the tensors do not load"
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, scheduler, payload: dict[str, Any]) -> None:
+    """Load a checkpoint's optimizer and schedule state. The hyperparameters come from the run's config, not the
+    checkpoint: a resume may change optim.lr, and the schedule's factor applies to the new rate."""
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    base_lrs = list(scheduler.base_lrs)
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    scheduler.base_lrs = base_lrs
+    for i, (group, hyper) in enumerate(zip(optimizer.param_groups, fresh, strict=True)):
+        group.update(hyper)
+        group["lr"] = base_lrs[i] * scheduler.lr_lambdas[i](scheduler.last_epoch)
+    scheduler._last_lr = [g["lr"] for g in optimizer.param_groups]

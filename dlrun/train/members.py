@@ -112,13 +112,30 @@ def is_group(cfg: Config, varied: dict[str, list[float]]) -> bool:
 
 
 def refusal(cfg: Config) -> str | None:
-    """Why this config cannot train as a vectorized group (None when it can)."""
-    if options.caps("optim", cfg.optim.name).closure:
+    """Why this config cannot train as a vectorized group (None when it can): what its options declare."""
+    optim = options.caps("optim", cfg.optim.name)
+    if optim.closure:
         return f"optim={cfg.optim.name} steps with the exact Hessian of one model at a time"
+    if not optim.elementwise:
+        return (
+            f"optim={cfg.optim.name} does not declare an elementwise update (elementwise=True), "
+            "so one optimizer cannot step the members together"
+        )
     if cfg.backprop == "manual":
         return "backprop=manual runs the lecture's per-layer boxes on one model"
     if cfg.resume is not None:
         return "a resumed single run keeps its one seed (resume the group's folder to resume a group)"
+    return None
+
+
+def per_member_refusal(cfg: Config, keys) -> str | None:
+    """Why the members cannot take their own values of `keys` (None when they can)."""
+    optim_keys = [k for k in keys if k.startswith("optim.")]
+    if optim_keys and not options.caps("optim", cfg.optim.name).per_member:
+        return (
+            f"optim={cfg.optim.name} has no per-member step (per_member=True, dlrun/optim/stacked.py) "
+            f"for one value of {optim_keys[0]} per member"
+        )
     return None
 
 
@@ -137,7 +154,7 @@ def packable(a: Config, b: Config) -> str | None:
     for key in sorted(set(fa) | set(fb)):
         if key not in skip and fa.get(key) != fb.get(key):
             return f"{key} differs ({fa.get(key)} and {fb.get(key)})"
-    return None
+    return per_member_refusal(a, [k for k in skip if fa.get(k) != fb.get(k) and not k.startswith("trainer.")])
 
 
 def _fmt(value: float) -> str:
@@ -146,7 +163,7 @@ def _fmt(value: float) -> str:
 
 def members(cfg: Config, shared: list[str], varied: dict[str, list[float]]) -> list[MemberSpec]:
     """The member configs of a group: each configuration of `varied` at each seed."""
-    why = refusal(cfg)
+    why = refusal(cfg) or per_member_refusal(cfg, list(varied))
     if why:
         raise ConfigError(f"trainer.seeds / list values: cannot train these runs as one vectorized group: {why}")
     lengths = {k: len(v) for k, v in varied.items()}
@@ -187,43 +204,57 @@ def members(cfg: Config, shared: list[str], varied: dict[str, list[float]]) -> l
     return out
 
 
-def resumed_group(overrides: list[str]):
+def resumed_group(overrides: list[str]) -> Path | None:
     """The group folder named by `resume=DIR` when DIR holds a group (its summary.json has kind "group")."""
-    import json
-    from pathlib import Path
+    from dlrun.train.summary import is_group
 
     given = [o.split("=", 1)[1] for o in overrides if o.startswith("resume=")]
     if not given or given[-1] == "null":
         return None
     path = Path(given[-1])
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return path if summary.get("kind") == "group" else None
+    return path if is_group(path) else None
 
 
 def from_group(group_dir, overrides: list[str]) -> list[MemberSpec]:
-    """The members of a group folder, from their config.yaml, with `overrides` (e.g. trainer.epochs) applied."""
-    import json
-
+    """The members of a group folder, from their config.yaml, with `overrides` (e.g. trainer.epochs) applied;
+    each member resumes from its own folder (cfg.resume)."""
     import yaml
 
     from dlrun.config import load_run_config
+    from dlrun.train.summary import read
 
-    summary = json.loads((group_dir / "summary.json").read_text())
+    group_dir = Path(group_dir)
+    summary = read(group_dir)
     rest = [o for o in overrides if not o.startswith("resume=")]
     specs, index = [], {}
-    for m in summary["members"]:
+    for m in summary["members"] if summary is not None else []:
         run_dir = group_dir / m["label"]
         cfg = load_run_config(run_dir, rest)
+        cfg.resume = str(run_dir)
         try:
             rerun = yaml.safe_load((run_dir / "overrides.yaml").read_text()) or []
         except OSError:
             rerun = []
         values = {k: float(v) for k, v in m.get("values", {}).items()}
         conf = index.setdefault(tuple(sorted(values.items())), len(index))
-        specs.append(MemberSpec(cfg, list(rerun), m["label"], conf, values))
+        specs.append(MemberSpec(cfg, list(rerun), m["label"], conf, values, run_dir=run_dir))
     if not specs:
         raise ConfigError(f"resume={group_dir}: the group lists no members")
     return specs
+
+
+def parse(overrides: list[str]) -> Config | list[MemberSpec]:
+    """What `dlrun train OVERRIDES` trains: one run's config, or the members of a group (trainer.seeds, list
+    values of vary=True keys, or resume=<a group's folder>). Refusals are ConfigErrors, before any work."""
+    from dlrun.config import compose
+
+    shared, varied = split(list(overrides))
+    group_dir = resumed_group(shared)
+    if group_dir is not None:
+        return from_group(group_dir, shared)
+    try:
+        cfg = compose(shared)
+    except ConfigError:
+        scalar_list_error(shared)  # a list given to a number that cannot vary: say which can
+        raise
+    return members(cfg, shared, varied) if is_group(cfg, varied) else cfg

@@ -123,19 +123,6 @@ def write_start(path: Path, cfg: Config, overrides: list[str] | None, resumed: b
     atomic_write(path / "versions.json", json.dumps(versions(), indent=2) + "\n")
 
 
-def write_summary(path: Path, summary: dict[str, Any]) -> None:
-    atomic_write(path / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-
-
-def read_summary(path: Path) -> dict[str, Any] | None:
-    """The run's summary.json; None if it is missing or damaged (not a JSON object)."""
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-    except (OSError, ValueError):  # ValueError: not JSON, or not UTF-8
-        return None
-    return summary if isinstance(summary, dict) else None
-
-
 def warn_damaged(file: Path, what: str = "a JSON object") -> None:
     """The one-line warning of a listing that skips a run whose file is damaged."""
     from dlrun.models.base import DlrunWarning
@@ -169,17 +156,3 @@ def truncate_metrics(path: Path, step: int) -> None:
     records = read_metrics(path)
     keep = [line for line, r in records if r.get("step", 0) <= step and not any(k.startswith("test/") for k in r)]
     atomic_write(file, "".join(line + "\n" for line in keep))
-
-
-def find_runs(root: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """(run directory, summary) of every readable run under root, in the order they were started.
-
-    A run whose summary.json is damaged is skipped with a warning."""
-    runs = []
-    for p in Path(root).rglob("summary.json"):
-        summary = read_summary(p.parent)
-        if summary is None:
-            warn_damaged(p)
-        elif summary.get("kind") != "group":  # a group's members are runs
-            runs.append((p.parent, summary))
-    return sorted(runs, key=lambda run: run[1].get("started_at") or run[0].stat().st_mtime)

@@ -30,7 +30,7 @@ def read_metrics(run_dir: Path) -> Series:
 
 def expand_runs(paths: list[Path]) -> list[Path]:
     """Run directories as given; a folder that is not a run stands for every run below it (in start order)."""
-    from dlrun.train.rundir import find_runs
+    from dlrun.train.summary import find_runs
 
     runs: list[Path] = []
     for path in paths:
