@@ -29,7 +29,7 @@ from dlrun.optim.stacked import StackedOptimizer
 from dlrun.train import checkpoint as ckpt
 from dlrun.train import train
 from dlrun.train.members import from_group, members, split
-from dlrun.train.vector import train_group
+from dlrun.train.group import train_group
 from tests.conftest import dlrun, quick
 
 pytestmark = pytest.mark.filterwarnings("ignore::dlrun.models.DlrunWarning")
