@@ -73,7 +73,8 @@ PLUGIN = textwrap.dedent('''
 
     @REGULARIZERS.register("quartic")
     def quartic(cfg, model):
-        return Regularizer("quartic", weights(model), cfg.strength, penalty=lambda ws, lam: lam * sum(w.pow(4).sum() for w in ws))
+        penalty = lambda ws, lam: lam * sum(w.pow(4).sum() for w in ws)  # noqa: E731
+        return Regularizer("quartic", weights(model), cfg.strength, penalty=penalty)
 
 
     @option("model", "widenet", inputs=("tabular",))
@@ -186,9 +187,9 @@ def test_the_cli_sweep_trials_and_packs_all_call_the_one_entry_point(runs, monke
     assert trial.main(["--run-dir", str(runs / "t0"), "--", *quick(runs, "trainer.steps=3")]) == 0
     pack = runs / "pack.json"
     members_ = [
-        {"trial": n, "trial_id": n, "run_dir": str(runs / "p" / f"t{n}"), "overrides": quick(runs, "trainer.steps=3", f"optim.lr={lr}")}
+        {"trial": n, "trial_id": n, "run_dir": str(runs / "p" / f"t{n}"), "overrides": [*quick(runs), f"optim.lr={lr}"]}
         for n, lr in ((0, 0.01), (1, 0.001))
-    ]  # fmt: skip
+    ]
     pack.write_text(json.dumps({"group_dir": str(runs / "p"), "members": members_}))
     assert trial.main(["--pack", str(pack)]) == 0
     assert calls == ["run", "group", "run", "group"]
