@@ -15,8 +15,8 @@ from dlrun.config import compose
 from dlrun.sweep.results import collect
 from dlrun.sweep.study import SweepSpec
 from dlrun.sweep.trial import PackPruning
-from dlrun.train.members import members, packable, split
 from dlrun.train.group import train_group
+from dlrun.train.members import members, packable, split
 from tests.conftest import dlrun, quick
 
 TINY = ["model.hidden=[16]", "trainer.progress=none", "trainer.hist_every=0", "trainer.checkpoint=false"]

@@ -28,8 +28,8 @@ from dlrun.optim import build_optimizer
 from dlrun.optim.stacked import StackedOptimizer
 from dlrun.train import checkpoint as ckpt
 from dlrun.train import train
-from dlrun.train.members import from_group, members, split
 from dlrun.train.group import train_group
+from dlrun.train.members import from_group, members, split
 from tests.conftest import dlrun, quick
 
 pytestmark = pytest.mark.filterwarnings("ignore::dlrun.models.DlrunWarning")
