@@ -260,3 +260,18 @@ def test_the_resolved_config_is_what_config_yaml_records(runs):
     recorded = yaml.safe_load((Path(summary.run_dir) / "config.yaml").read_text())
     assert recorded["loss"]["name"] == "cross_entropy" and recorded["trainer"]["monitor"] == "val/acc"
     assert recorded["model"]["dropout"] == 0.3
+
+
+def test_every_declared_task_is_the_task_its_data_has():
+    """A sweep picks its metric from the declaration, without building the data: the declarations must be true."""
+    from dlrun import options
+    from dlrun.data import build
+    from dlrun.options.data import known_task
+
+    for name, decl in options.declared("data").items():
+        if decl.caps.download or name == "files":
+            continue
+        cfg = compose([f"data={name}"]).data
+        task = known_task(cfg)
+        assert task, f"data={name} declares no task"
+        assert (task == "classification") == build(cfg).task.is_classification, name

@@ -54,6 +54,7 @@ class DataCaps(Caps):
     shape: tuple[int, ...] = ()  # one example's shape, known without loading the data ((C, H, W) for images)
     input_kind: str = ""  # tabular | signal | image, when known without loading
     classes: int = 0  # number of classes, when known without loading
+    task: str = ""  # classification or regression, when known without loading (classes > 0: classification)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass, field
 
-from dlrun.options.core import FieldError, Option, declare, opt, option
+from dlrun.options.core import FieldError, Option, declaration, declare, opt, option
 
 STANDARDIZE = ("feature", "global", "unit", "none")  # unit: min-max to [0, 1] over all train values
 
@@ -171,6 +171,7 @@ declare(
     "Diabetes progression (scikit-learn), 442 examples, 10 features, regression",
     input_kind="tabular",
     shape=(10,),
+    task="regression",
 )
 declare(
     "data",
@@ -209,6 +210,7 @@ declare(
     "1-D regression: y = sin(x) + noise for x uniform in [-pi, pi]",
     input_kind="tabular",
     shape=(1,),
+    task="regression",
 )
 declare(
     "data",
@@ -218,6 +220,7 @@ declare(
     defaults={"n_samples": 1500, "noise": 0.2, "classes": 3},
     input_kind="tabular",
     shape=(2,),
+    task="classification",
 )
 declare(
     "data",
@@ -227,6 +230,7 @@ declare(
     defaults={"noise": 1.0, "classes": 4},
     input_kind="tabular",
     shape=(2,),
+    task="classification",
 )
 declare(
     "data",
@@ -235,6 +239,7 @@ declare(
     "Adding problem (Hochreiter and Schmidhuber 1997): sum of the 2 marked values in a 2 x 20 signal, regression",
     defaults={"standardize": "none"},
     input_kind="signal",
+    task="regression",
 )
 declare(
     "data",
@@ -252,6 +257,7 @@ declare(
     "Noisy sines (1 x 20 signal, 1-3 periods, random phase): predict the noise-free next value, regression",
     defaults={"standardize": "none"},
     input_kind="signal",
+    task="regression",
 )
 declare(
     "data",
@@ -293,3 +299,13 @@ declare(
     shape=(3, 32, 32),
     classes=10,
 )
+
+
+def known_task(data_cfg) -> str:
+    """classification or regression when the dataset's declaration (or data.task) says so; "" when only its
+    data can tell (data=files with data.task=auto)."""
+    caps = declaration("data", data_cfg.name).caps
+    given = getattr(data_cfg, "task", "auto")
+    if given in ("classification", "regression"):
+        return given
+    return caps.task or ("classification" if caps.classes else "")

@@ -603,9 +603,14 @@ def resolve_metric(cfg) -> str:
     """The run's monitor: trainer.monitor, or auto = val/acc for classification, val/loss for regression."""
     if cfg.trainer.monitor != "auto":
         return cfg.trainer.monitor
-    from dlrun.data import build
+    from dlrun.options.data import known_task
 
-    return "val/acc" if build(cfg.data).task.is_classification else "val/loss"
+    task = known_task(cfg.data)
+    if not task:  # only the data can tell (data=files with data.task=auto)
+        from dlrun.data import build
+
+        task = "classification" if build(cfg.data).task.is_classification else "regression"
+    return "val/acc" if task == "classification" else "val/loss"
 
 
 def plan(
