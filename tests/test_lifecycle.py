@@ -275,3 +275,17 @@ def test_every_declared_task_is_the_task_its_data_has():
         task = known_task(cfg)
         assert task, f"data={name} declares no task"
         assert (task == "classification") == build(cfg).task.is_classification, name
+
+
+def test_the_trainer_stays_short_functions_and_files():
+    """The lifecycle exists once: no function under dlrun/train longer than 60 lines, no file longer than 600."""
+    import ast
+
+    import dlrun.train
+
+    for path in sorted(Path(dlrun.train.__file__).parent.glob("*.py")):
+        source = path.read_text()
+        assert source.count("\n") <= 600, path.name
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                assert node.end_lineno - node.lineno + 1 <= 60, f"{path.name}: {node.name}"

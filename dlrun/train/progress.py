@@ -8,12 +8,14 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from dlrun.train.callbacks import Callback
+
 
 def _fmt(metrics: dict[str, float]) -> str:
     return "  ".join(f"{k} {v:.4g}" for k, v in metrics.items())
 
 
-class ProgressBar:
+class ProgressBar(Callback):
     """A bar over optimizer steps with the latest train loss and validation metrics."""
 
     def __init__(self, console: Console | None = None):
@@ -51,7 +53,7 @@ class ProgressBar:
         self.progress.stop()
 
 
-class LinePrinter:
+class LinePrinter(Callback):
     """One plain line per evaluation (for logs and CI: no bar redraws)."""
 
     def __init__(self, stream=None):
