@@ -62,7 +62,14 @@ def half_sse(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return 0.5 * (z - y).pow(2).sum(dim=-1).mean()
 
 
-LOSSES.register("cross_entropy")(lambda cfg: cross_entropy)
+def smoothed_cross_entropy(eps: float) -> LossFn:
+    """Cross-entropy against the smoothed target (1 - eps) one_hot(y) + eps / C (torch's label_smoothing)."""
+    return lambda z, y: F.cross_entropy(z, y, label_smoothing=eps)
+
+
+LOSSES.register("cross_entropy")(
+    lambda cfg: smoothed_cross_entropy(cfg.label_smoothing) if getattr(cfg, "label_smoothing", 0.0) else cross_entropy
+)
 LOSSES.register("nll")(lambda cfg: nll)
 LOSSES.register("bce")(lambda cfg: bce)
 LOSSES.register("mse")(lambda cfg: half_sse if getattr(cfg, "form", "mean") == "half_sum" else mse)
@@ -71,6 +78,11 @@ LOSSES.register("mse")(lambda cfg: half_sse if getattr(cfg, "form", "mean") == "
 def build(cfg, task: Task) -> tuple[str, LossFn]:
     """(resolved name, loss function) for a LossConfig and a task."""
     name = resolve(cfg.name, task)
+    if getattr(cfg, "label_smoothing", 0.0) and name != "cross_entropy":
+        raise ConfigError(
+            f"loss.label_smoothing={cfg.label_smoothing}: smooths the classes of cross_entropy; "
+            f"loss={name} has none (use loss=cross_entropy on a multiclass task)"
+        )
     return name, LOSSES.get(name)(cfg)
 
 

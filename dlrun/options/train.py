@@ -13,6 +13,8 @@ class LossConfig(Option):
     """Base of the loss options."""
 
     name: str = "auto"
+    # cross_entropy: the target is (1 - eps) one-hot + eps / C uniform (as torch's label_smoothing)
+    label_smoothing: float = opt(0.0, ge=0.0, lt=1.0)
 
 
 @dataclass
@@ -202,6 +204,23 @@ class InverseTimeSchedConfig(SchedConfig):
     k: float = opt(0.01, ge=0.0)  # alpha_t = alpha_0 / (1 + k t), t in steps
 
 
+@dataclass
+class OneCycleSchedConfig(SchedConfig):
+    pct_start: float = opt(0.3, gt=0.0, lt=1.0)  # fraction of the steps spent rising to lr
+    div_factor: float = opt(25.0, gt=0.0)  # the first lr is lr / div_factor
+    final_div_factor: float = opt(1e4, gt=0.0)  # the last lr is lr / (div_factor * final_div_factor)
+    anneal: str = opt("cos", choices=("cos", "linear"))
+
+
+@dataclass
+class PlateauSchedConfig(SchedConfig):
+    factor: float = opt(0.1, gt=0.0, lt=1.0)  # lr factor at each reduction
+    patience: int = opt(10, ge=0)  # evaluations without improvement of trainer.monitor before a reduction
+    threshold: float = opt(1e-4, ge=0.0)  # relative change that counts as an improvement
+    cooldown: int = opt(0, ge=0)  # evaluations after a reduction before counting again
+    min_factor: float = opt(0.0, ge=0.0, le=1.0)  # the lr never falls below min_factor * lr
+
+
 declare("sched", "constant", SchedConfig, "Constant learning rate")
 declare(
     "sched", "warmup", SchedConfig, "Linear warmup over warmup_steps, then constant", defaults={"warmup_steps": 100}
@@ -210,6 +229,18 @@ declare("sched", "step", StepSchedConfig, "Multiply the lr by gamma at each mile
 declare("sched", "cosine", CosineSchedConfig, "Cosine decay from lr to min_factor * lr over all steps")
 declare(
     "sched", "inverse_time", InverseTimeSchedConfig, "Robbins-Monro decay alpha_t = alpha_0 / (1 + k t), t in steps"
+)
+declare(
+    "sched",
+    "onecycle",
+    OneCycleSchedConfig,
+    "One cycle: up from lr / div_factor to lr over pct_start of the steps, then down (torch's OneCycleLR)",
+)
+declare(
+    "sched",
+    "plateau",
+    PlateauSchedConfig,
+    "Multiply the lr by factor when trainer.monitor has not improved for patience evaluations (ReduceLROnPlateau)",
 )
 
 
@@ -358,6 +389,8 @@ declare(
 
 # ----------------------------------------------------------------------------- trainer
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("32", "bf16", "16")
+COMPILE = ("false", "default", "reduce-overhead", "max-autotune")
 
 
 @option("trainer", "default")
@@ -386,6 +419,21 @@ class TrainerConfig(Option):
     progress: str = opt("auto", choices=("auto", "bar", "lines", "none"), hparam=False)  # auto: a bar on a terminal
     diag_every: int = opt(500, ge=0, hparam=False)  # steps between diagnostics (grad norm, update/weight, activations)
     dist_timeout: int = opt(300, ge=1, hparam=False)  # torchrun: seconds a rank waits for the others before failing
+    # 32: float32; bf16: autocast to bfloat16 (CPU too); 16: autocast to float16 with a gradient scaler
+    precision: str = opt("32", choices=PRECISIONS)
+    compile: str = opt("false", choices=COMPILE, hparam=False)  # torch.compile of the model, and its mode
+    memory_format: str = opt("auto", choices=("auto", "contiguous", "channels_last"), hparam=False)  # 2-D CNNs
+    ema: float = opt(0.0, ge=0.0, lt=1.0)  # decay of an exponential moving average of the weights; 0 = off
+    # micro-batches of batch_size per optimizer step: one step on accumulate * batch_size examples (equal to it
+    # but for batch norm, whose statistics are of each micro-batch, and dropout, whose masks are drawn per micro-batch)
+    accumulate: int = opt(1, ge=1)
+    deterministic: bool = opt(False, hparam=False)  # deterministic algorithms; CUDA: cuDNN benchmark off
+
+    def __post_init__(self):
+        # the command line's trainer.precision=16 and trainer.compile=false arrive as a number and a boolean
+        self.precision = str(self.precision).lower()
+        self.compile = str(self.compile).lower()
+        super().__post_init__()
 
     def check(self):
         check_choice("device", self.device.split(":")[0], DEVICES)

@@ -208,6 +208,7 @@ def keep_best(sp, k: int, run: Run, metrics: dict[str, float]) -> None:
     value = metrics.get(sp.plan.monitor)  # None on test: a test split never chooses weights or stops a run
     if value is None:
         return
+    sp.observe(k, value)  # sched=plateau
     if sp.plan.better(value, st.best_value, t.min_delta):
         st.best_value, st.best_step, st.bad_evals = value, st.step, 0
         if t.checkpoint and run.writes:
@@ -229,6 +230,7 @@ def finish(sp, runs: list[Run], ks: list[int], status: str, message: str, t0: fl
     completed = [k for k in ks if status in ("completed", "early_stop")]
     metrics = final_metrics(sp, runs, completed) if completed else {}
     for k in ks:
+        runs[k].summary.compile = getattr(sp, "compile", None)
         close_run(runs[k], status, message, metrics.get(k, {}), sp.plan.monitor, sp.plan.steps_per_epoch)
 
 

@@ -125,6 +125,20 @@ def refusal(cfg: Config) -> str | None:
         return "backprop=manual runs the lecture's per-layer boxes on one model"
     if cfg.resume is not None:
         return "a resumed single run keeps its one seed (resume the group's folder to resume a group)"
+    return trainer_refusal(cfg)
+
+
+def trainer_refusal(cfg: Config) -> str | None:
+    """The trainer options a group does not take (dlrun/train/trainer_options.py); ema and accumulate it does."""
+    t = cfg.trainer
+    if str(t.precision) != "32":
+        return f"trainer.precision={t.precision}: a group trains in float32 (its batched kernels round unlike a run's)"
+    if str(t.compile) != "false":
+        return f"trainer.compile={t.compile}: a group's stacked forward is not compiled"
+    if t.memory_format == "channels_last":
+        return "trainer.memory_format=channels_last: a group's convolutions run stacked in their own layout"
+    if cfg.sched.name == "plateau":
+        return "sched=plateau lowers each run's lr on its own metric; a group's members share one schedule"
     return None
 
 

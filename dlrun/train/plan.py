@@ -19,6 +19,7 @@ from dlrun import losses, options, regularizers
 from dlrun.config import Config
 from dlrun.data import Task
 from dlrun.errors import ConfigError
+from dlrun.train import trainer_options
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,6 +35,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 def cpu_settings(t, device: torch.device) -> None:
+    """The device's settings for a run: threads, denormals (below) and trainer.deterministic."""
+    trainer_options.settings(t, device)
+    _threads(t, device)
+
+
+def _threads(t, device: torch.device) -> None:
     """trainer.threads, and trainer.flush_denormal: float32 values below 1.2e-38 (an Adam's squared gradients late
     in training) as zeros. Each op on denormals is ~50x slower on the CPU: 16 digits MLPs trained as one group
     went from 4.5 to 11 ms per step after epoch 20; flushed, they stay at 4.5."""
@@ -95,21 +102,21 @@ def make_plan(cfg: Config, n_train: int, n_val: int, task: Task) -> Plan:
     """Batch size, steps and evaluation split from the config and the split sizes; bad combinations refused."""
     t = cfg.trainer
     full_batch = options.caps("optim", cfg.optim.name).full_batch
-    batch_size = n_train if full_batch else min(t.batch_size, n_train)
+    batch_size = n_train if full_batch else min(t.batch_size * t.accumulate, n_train)  # examples per optimizer step
     # the last batch takes the remainder; a lone last example joins the batch before (batch norm needs 2)
     steps_per_epoch = max(1, math.ceil((n_train - 1) / batch_size))
     total_steps = t.steps if t.steps > 0 else t.epochs * steps_per_epoch
     eval_split = "val" if n_val else "test"
     if eval_split == "test":  # data.val_fraction=0: nothing to choose weights or to stop by
         for key, bad in (
-            ("patience", t.patience > 0),
-            ("test_with", t.test_with == "best"),
-            ("monitor", t.monitor != "auto"),
+            ("trainer.patience", t.patience > 0),
+            ("trainer.test_with", t.test_with == "best"),
+            ("trainer.monitor", t.monitor != "auto"),
+            ("sched", cfg.sched.name == "plateau"),
         ):
             if bad:
-                raise ConfigError(
-                    f"trainer.{key}={getattr(t, key)} needs a validation split; data.val_fraction=0 leaves none"
-                )
+                value = getattr(t, key.split(".")[1]) if key.startswith("trainer.") else cfg.sched.name
+                raise ConfigError(f"{key}={value} needs a validation split; data.val_fraction=0 leaves none")
     valid = ["val/loss", "val/acc"] if task.is_classification else ["val/loss", "val/mse"]
     monitor = t.monitor if t.monitor != "auto" else default_monitor(task)
     if monitor not in valid:

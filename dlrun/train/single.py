@@ -7,6 +7,9 @@ one member, k = 0.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +23,7 @@ from dlrun.data import build as build_data
 from dlrun.init import initialize
 from dlrun.optim import build_optimizer, build_scheduler
 from dlrun.train import checkpoint as ckpt
-from dlrun.train import diagnostics, dist
+from dlrun.train import diagnostics, dist, trainer_options
 from dlrun.train.diagnostics import layer_name
 from dlrun.train.dist import SINGLE, World
 from dlrun.train.plan import Plan, cpu_settings, make_plan, resolve, resolve_device
@@ -43,7 +46,11 @@ class Setup:
     augment: Any = None  # (B, ...) -> (B, ...) on train batches, or None
     closure: bool = False  # the optimizer's step() takes a closure that recomputes the objective (Newton)
     world: World = SINGLE  # under torchrun: this process's rank of the run
-    net: nn.Module | None = None  # what trains: the model, or its DistributedDataParallel under torchrun
+    net: nn.Module | None = None  # what trains: the model, or its DistributedDataParallel (compiled or not)
+    autocast: torch.dtype | None = None  # trainer.precision: bf16 or float16 autocast of the forward
+    scaler: torch.amp.GradScaler | None = None  # trainer.precision=16: the gradient scaler
+    micro: int = 0  # trainer.accumulate: examples per micro-batch (0: the whole batch at once)
+    channels_last: bool = False  # trainer.memory_format: 4-D inputs and the model in channels_last
 
     def __post_init__(self):
         if self.net is None:
@@ -114,18 +121,24 @@ def build(cfg: Config, world: World = SINGLE) -> Setup:
     the model is seeded by trainer.seed. Under torchrun the model trains wrapped in DistributedDataParallel."""
     device, data, loss_name, loss_fn, model = build_model(cfg, world)
     cfg = resolve(cfg, data.task, has_val=len(data.val) > 0)
-    plan = make_plan(cfg, len(data.train), len(data.val), data.task)
+    t, plan = cfg.trainer, make_plan(cfg, len(data.train), len(data.val), data.task)
     if cfg.backprop == "manual":  # the lecture's fprop/bprop boxes, sharing the MLP's parameters
         from dlrun.models import manual
 
         model, loss_fn = manual.build(model, cfg, loss_name)
     optim_caps = options.caps("optim", cfg.optim.name)
+    trainer_options.check(cfg, device, optim_caps.closure, optim_caps.full_batch)
+    layout = trainer_options.channels_last(t, device, model)
+    if layout:
+        model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     last_batch = plan.n_train - (plan.steps_per_epoch - 1) * plan.batch_size
     dist.check(cfg, world, optim_caps.closure, min(plan.batch_size, last_batch), model, device)
-    net = None
+    net = model
     if world.active:
         model, net = dist.wrap(model, device)
+    if t.compile != "false":
+        net = trainer_options.compiled(net, t.compile)
     return Setup(
         cfg=cfg,
         device=device,
@@ -135,12 +148,16 @@ def build(cfg: Config, world: World = SINGLE) -> Setup:
         loss_fn=loss_fn,
         reg=regularizers.build(cfg.regularizer, model),
         optimizer=optimizer,
-        scheduler=build_scheduler(optimizer, cfg.sched, plan.total_steps),
+        scheduler=build_scheduler(optimizer, cfg.sched, plan.total_steps, plan.maximize),
         plan=plan,
         augment=augment.build(cfg.data.augment, data.task) if hasattr(cfg.data, "augment") else None,
         closure=optim_caps.closure,
         world=world,
         net=net,
+        autocast=trainer_options.AUTOCAST[t.precision],
+        scaler=trainer_options.scaler(t, device),
+        micro=-(-t.batch_size // world.size) if t.accumulate > 1 else 0,
+        channels_last=layout,
     )
 
 
@@ -160,7 +177,10 @@ def batch(s: Setup, order: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Te
     start, end = s.plan.batch_range(b)
     idx = dist.share(order[start:end], s.world)
     train = s.data.train
-    return (train.x[idx] if s.augment is None else s.augment(train.x[idx])), train.y[idx]
+    x = train.x[idx] if s.augment is None else s.augment(train.x[idx])
+    if s.channels_last and x.ndim == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, train.y[idx]
 
 
 def train_step(
@@ -170,23 +190,46 @@ def train_step(
 
     weight: under torchrun, this rank's share of the global batch times the world size, so that
     DistributedDataParallel's mean over ranks of the gradients is the global batch's mean gradient.
+    trainer.accumulate: the batch runs as micro-batches, each loss weighted by its share of the batch, so the
+    gradient is the whole batch's mean gradient; under torchrun only the last micro-batch synchronizes.
     """
     s.optimizer.zero_grad(set_to_none=True)
-    loss = s.loss_fn(s.net(x), y)
-    if weight != 1.0:
-        loss = loss * weight
-    reg = s.reg() if s.reg is not None else None
-    (loss + reg if reg is not None else loss).backward()
+    chunks = trainer_options.micro_batches(len(y), s.micro) if s.micro else [(0, len(y))]
+    loss, reg = None, None
+    for i, (a, b) in enumerate(chunks):
+        last = i == len(chunks) - 1
+        quiet = s.net.no_sync() if s.world.active and not last else contextlib.nullcontext()
+        with quiet:
+            with trainer_options.autocast(s.device, s.autocast):
+                part = s.loss_fn(s.net(x[a:b]), y[a:b])
+            share = weight * (b - a) / len(y)
+            part = part * share if share != 1.0 else part
+            objective = part
+            if last and s.reg is not None:
+                reg = s.reg()
+                objective = part + reg if reg is not None else part
+            (s.scaler.scale(objective) if s.scaler is not None else objective).backward()
+        loss = part.detach() if loss is None else loss + part.detach()
+    _step(s, x, y, reg is not None)
+    return loss, (reg.detach() if reg is not None else None)
+
+
+def _step(s: Setup, x: torch.Tensor, y: torch.Tensor, has_reg: bool) -> None:
+    """Clip, decay, and the optimizer's and the schedule's step (through the float16 scaler if there is one)."""
+    if s.scaler is not None:
+        s.scaler.unscale_(s.optimizer)  # clipping and decay see the true gradients
     if s.cfg.trainer.grad_clip > 0:
         nn.utils.clip_grad_norm_(s.model.parameters(), s.cfg.trainer.grad_clip)
     if s.reg is not None:
         s.reg.before_step(s.optimizer)  # regularizer=weight_decay: W <- W - lr lambda W
     if s.closure:  # Newton: the Hessian needs the objective's graph again
-        s.optimizer.step(lambda: s.loss_fn(s.model(x), y) + (s.reg() if reg is not None else 0))
+        s.optimizer.step(lambda: s.loss_fn(s.model(x), y) + (s.reg() if has_reg else 0))
+    elif s.scaler is not None:
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
     else:
         s.optimizer.step()
     s.scheduler.step()
-    return loss.detach(), (reg.detach() if reg is not None else None)
 
 
 @torch.no_grad()
@@ -234,6 +277,12 @@ class Single:
         self.cfg, self.plan, self.device, self.world = s.cfg, s.plan, s.device, s.world
         self.order: torch.Tensor | None = None
         self.logger = None  # diagnostics (trainer.diag_every) are logged here
+        self.decay = s.cfg.trainer.ema
+        # trainer.ema: the averaged weights, a copy of the model that evaluations, best.pt and the test use
+        self.ema = copy.deepcopy(s.model).requires_grad_(False) if self.decay else None
+        self.compile: dict[str, Any] | None = (
+            {"mode": s.cfg.trainer.compile} if s.net is not s.model and s.cfg.trainer.compile != "false" else None
+        )
 
     @property
     def task(self) -> Task:
@@ -242,6 +291,11 @@ class Single:
     @property
     def loss_name(self) -> str:
         return self.s.loss_name
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights evaluations use: the EMA's with trainer.ema, else the model's."""
+        return self.ema if self.ema is not None else self.s.model
 
     def n_params(self) -> int:
         return models.count_parameters(self.s.model)
@@ -257,8 +311,22 @@ class Single:
         x, y = batch(s, self.order, b)
         start, end = s.plan.batch_range(b)
         weight = len(y) * s.world.size / (end - start) if s.world.active else 1.0
+        first = self.compile is not None and "seconds" not in self.compile
+        began = time.perf_counter() if first else 0.0
         with diagnostics.watch(s.model, self.logger, at, self.cfg.trainer.diag_every):  # every diag_every steps
-            loss, reg = train_step(s, x, y, weight)
+            try:
+                loss, reg = train_step(s, x, y, weight)
+            except Exception as e:
+                if first:  # torch.compile compiles on the first call: its failure is the option's
+                    raise trainer_options.compile_failed(self.compile["mode"], e) from None
+                raise
+        if first:
+            self.compile["seconds"] = round(time.perf_counter() - began, 3)  # the first step: mostly compiling
+            trainer_options.compile_report(self.compile, self.logger)
+        if self.ema is not None:
+            trainer_options.ema_update(
+                list(self.ema.state_dict().values()), list(s.model.state_dict().values()), self.decay
+            )
         return loss, reg, end - start
 
     def log_rows(self, loss_sum, reg_sum, n_steps: int, asked: bool) -> tuple[list[dict[str, float]], bool]:
@@ -296,32 +364,51 @@ class Single:
         return [row], asked
 
     def evaluate(self, split: str, prefix: str | None = None) -> list[dict[str, float]]:
-        data = self.s.data.split(split)
-        return [evaluate(self.s.model, data.x, data.y, self.s.loss_fn, self.task, prefix or split, world=self.world)]
+        """The split's metrics (of the EMA's weights with trainer.ema, and then of the raw weights as <split>_raw/)."""
+        data, prefix, s = self.s.data.split(split), prefix or split, self.s
+        metrics = evaluate(self.evaluated, data.x, data.y, s.loss_fn, self.task, prefix, world=self.world)
+        if self.ema is not None and split != "train":
+            metrics.update(evaluate(s.model, data.x, data.y, s.loss_fn, self.task, f"{prefix}_raw", world=self.world))
+        return [metrics]
+
+    def observe(self, k: int, value: float) -> None:
+        """An evaluation's monitored value, for sched=plateau."""
+        self.s.scheduler.observe(value)
 
     def weights(self, k: int = 0) -> dict[str, torch.Tensor]:
-        return {name: v.detach().clone() for name, v in self.s.model.state_dict().items()}
+        return {name: v.detach().clone() for name, v in self.evaluated.state_dict().items()}
 
     def load_weights(self, k: int, weights: dict[str, torch.Tensor]) -> None:
-        self.s.model.load_state_dict(weights)
+        self.evaluated.load_state_dict(weights)
 
     def module(self, k: int = 0) -> nn.Module:
         return self.s.model
 
     def checkpoint(self, k: int = 0) -> dict[str, Any]:
-        """What last.pt holds beside the run's state and config: model, optimizer, schedule, RNG."""
+        """What last.pt holds beside the run's state and config: model, optimizer, schedule, RNG, and the EMA's
+        weights and the float16 scaler when there are."""
         s = self.s
-        return {
+        payload = {
             "model": s.model.state_dict(),
             "optimizer": s.optimizer.state_dict(),
             "scheduler": s.scheduler.state_dict(),
             "rng": ckpt.rng_state(),
         }
+        if self.ema is not None:
+            payload["ema"] = self.ema.state_dict()
+        if s.scaler is not None:
+            payload["scaler"] = s.scaler.state_dict()
+        return payload
 
     def restore(self, k: int, payload: dict[str, Any]) -> None:
-        """Load a last.pt's optimizer, schedule and RNG (the lifecycle has loaded its weights into module(k))."""
+        """Load a last.pt's optimizer, schedule, RNG, EMA and scaler (the lifecycle has loaded its weights into
+        module(k)); a checkpoint from before trainer.ema starts the average at its weights."""
         s = self.s
         ckpt.load_optimizer(s.optimizer, s.scheduler, payload)
+        if self.ema is not None:
+            self.ema.load_state_dict(payload.get("ema", s.model.state_dict()))
+        if s.scaler is not None and "scaler" in payload:
+            s.scaler.load_state_dict(payload["scaler"])
         ckpt.set_rng_state(
             {k: v.cpu() if isinstance(v, torch.Tensor) else [t.cpu() for t in v] for k, v in payload["rng"].items()}
         )

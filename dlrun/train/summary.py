@@ -83,6 +83,7 @@ class RunSummary(Record):
     wall_time_s: float = 0.0
     train_time_s: float = 0.0
     samples_per_s: float | None = None
+    compile: dict[str, Any] | None = None  # trainer.compile: mode, seconds (the first step), graphs, graph_breaks
     ended: str = ""
     kind: str = "run"
     version: int = VERSION

@@ -45,7 +45,7 @@ from dlrun.data import build as build_data
 from dlrun.models.dropout import InvertedDropout, draw_mask
 from dlrun.optim import build_optimizer, build_scheduler
 from dlrun.optim.stacked import StackedOptimizer
-from dlrun.train import batched
+from dlrun.train import batched, trainer_options
 from dlrun.train import checkpoint as ckpt
 from dlrun.train.diagnostics import layer_name
 from dlrun.train.dist import SINGLE
@@ -144,6 +144,12 @@ class Stacked:
         self.orders: torch.Tensor | None = None
         self.layers = batched.stacked_layers(first, STACK_CONVS)
         self.vectorized = "stacked" if self.layers else "vmap" if self._vmap_works() else "loop"
+        t = self.cfg.trainer
+        self.micro = t.batch_size if t.accumulate > 1 else 0  # trainer.accumulate: examples per micro-batch
+        self.decay, self.compile = t.ema, None
+        # trainer.ema: the averaged leaves and buffers, which evaluations, best.pt and the test use
+        tensors = {**self.leaves, **self.buffers}
+        self.ema = {name: v.detach().clone() for name, v in tensors.items()} if self.decay else None
 
     def _optimizer(self) -> torch.optim.Optimizer:
         params = list(self.leaves.values())
@@ -231,18 +237,27 @@ class Stacked:
             m.rng = get_rng(self.device)
         return torch.stack(out)
 
-    def member_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """[K, N, ...]: each member's output on the same inputs x (evaluation mode)."""
+    def member_outputs(self, x: torch.Tensor, ema: bool = False) -> torch.Tensor:
+        """[K, N, ...]: each member's output on the same inputs x (evaluation mode), with its EMA weights if ema."""
+        leaves = {n: self.ema[n] for n in self.leaves} if ema else self.leaves
+        params, buffers = self._tensors(ema)
         if self.vectorized == "stacked":
-            return batched.stacked_forward(self.layers, self.leaves, self.k, x)
+            return batched.stacked_forward(self.layers, leaves, self.k, x)
         self.base.eval()
 
         def forward(p, b, x):
             return functional_call(self.base, (p, b), (x,))
 
         if self.vectorized == "vmap":
-            return vmap(forward, in_dims=(0, 0, None))(self.params, self.buffers, x)
-        return torch.stack([forward(_sliced(self.params, i), _sliced(self.buffers, i), x) for i in range(self.k)])
+            return vmap(forward, in_dims=(0, 0, None))(params, buffers, x)
+        return torch.stack([forward(_sliced(params, i), _sliced(buffers, i), x) for i in range(self.k)])
+
+    def _tensors(self, ema: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """(parameters [K, ...] in the modules' layout, buffers [K, ...]): the raw ones, or the EMA's."""
+        if not ema:
+            return self.params, self.buffers
+        params = {n: self.ema[n].transpose(1, 2) if n in self.flip else self.ema[n] for n in self.leaves}
+        return params, {n: self.ema[n] for n in self.buffers}
 
     def _vmap_works(self) -> bool:
         """Whether vmap batches every op of the model and its forward draws no random numbers of its own (torch's
@@ -297,34 +312,49 @@ class Stacked:
 
     def batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """Batch b of every member: x [K, B, ...], y [K, B], and the dropout masks [K, B, ...], each member's
-        augmentations and masks drawn from its own RNG state in a single run's order ("loop": no masks, each
-        member's forward draws its own)."""
+        augmentations and masks drawn from its own RNG state in a single run's order: the masks of each
+        micro-batch in turn ("loop": no masks, each member's forward draws its own)."""
         start, end = self.plan.batch_range(b)
         idx = self.orders[:, start:end]
         x, y = self.data.train.x[idx], self.data.train.y[idx]
         draw = self.dropouts and self.vectorized != "loop"
         if self.augment is None and not draw:
             return x, y, {}
-        shapes = self._shapes(idx.shape[1]) if draw else []
-        xs, masks = [], {n: [] for n, *_ in shapes}
+        chunks = self.chunks(idx.shape[1]) if draw else []
+        xs, masks = [], {n: [] for n, _ in self.dropouts}
         for k, m in enumerate(self.members):
             set_rng(self.device, m.rng)
             xs.append(self.augment(x[k]) if self.augment is not None else x[k])
-            for n, p, shape, dtype in shapes:
-                masks[n].append(draw_mask(shape, p, dtype, self.device))
+            mine = {n: [] for n in masks}
+            for a, z in chunks:
+                for n, p, shape, dtype in self._shapes(z - a):
+                    mine[n].append(draw_mask(shape, p, dtype, self.device))
+            for n, parts in mine.items():
+                masks[n].append(torch.cat(parts) if len(parts) > 1 else parts[0])
             m.rng = get_rng(self.device)
-        return torch.stack(xs), y, {f"{n}.keep": torch.stack(v) for n, v in masks.items()}
+        return torch.stack(xs), y, {f"{n}.keep": torch.stack(v) for n, v in masks.items() if v}
+
+    def chunks(self, n: int) -> list[tuple[int, int]]:
+        """The micro-batches of a batch of n examples (trainer.accumulate), or the whole batch."""
+        return trainer_options.micro_batches(n, self.micro) if self.micro else [(0, n)]
 
     def step(self, b: int, at: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-        """One optimizer step of every member on its batch b: ([K] data losses, [K] penalties or None, examples)."""
+        """One optimizer step of every member on its batch b: ([K] data losses, [K] penalties or None, examples).
+        trainer.accumulate: micro-batch by micro-batch, each loss weighted by its share of the batch."""
         x, y, masks = self.batch(b)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.member_losses(x, y, masks)
-        params, reg = self.params, None
-        ws = [params[n] for n in self.weight_names]
-        if self.reg is not None and self.reg.term:
-            reg = self.over_members(self.reg.penalty, ws, self.strength.to(ws[0].dtype))
-        (loss.sum() + reg.sum() if reg is not None else loss.sum()).backward()
+        chunks, n = self.chunks(y.shape[1]), y.shape[1]
+        params, loss, reg = self.params, None, None
+        ws = [params[name] for name in self.weight_names]
+        for i, (a, z) in enumerate(chunks):
+            part = self.member_losses(x[:, a:z], y[:, a:z], {k: v[:, a:z] for k, v in masks.items()})
+            part = part * ((z - a) / n) if len(chunks) > 1 else part
+            objective = part.sum()
+            if i == len(chunks) - 1 and self.reg is not None and self.reg.term:
+                reg = self.over_members(self.reg.penalty, ws, self.strength.to(ws[0].dtype))
+                objective = objective + reg.sum()
+            objective.backward()
+            loss = part.detach() if loss is None else loss + part.detach()
         self._clip()
         if self.reg is not None and self.reg.decay:  # W <- W - lr lambda W before the step
             with torch.no_grad():
@@ -333,7 +363,10 @@ class Stacked:
                     w.mul_(_per_member(factor.to(w.dtype), w))
         self.optimizer.step()
         self.scheduler.step()
-        return loss.detach(), (reg.detach() if reg is not None else None), y.shape[1]
+        if self.ema is not None:
+            current = {**self.leaves, **self.buffers}
+            trainer_options.ema_update(list(self.ema.values()), [current[name] for name in self.ema], self.decay)
+        return loss, (reg.detach() if reg is not None else None), n
 
     def _clip(self) -> None:
         """nn.utils.clip_grad_norm_ of each member."""
@@ -377,14 +410,22 @@ class Stacked:
 
     # ------------------------------------------------------------------------- evaluation and weights
     @torch.no_grad()
-    def evaluate(self, split: str, prefix: str | None = None, batch_size: int = 4096) -> list[dict[str, float]]:
-        """Each member's mean loss and acc (or mse) over a split, in eval mode; one host sync for all."""
+    def evaluate(self, split: str, prefix: str | None = None) -> list[dict[str, float]]:
+        """Each member's metrics on a split (of its EMA weights with trainer.ema, and then of its raw weights as
+        <split>_raw/); one host sync for all."""
         prefix = prefix or split
+        rows = self._evaluate(split, prefix, ema=self.ema is not None)
+        if self.ema is not None and split != "train":
+            for row, raw in zip(rows, self._evaluate(split, f"{prefix}_raw", ema=False), strict=True):
+                row.update(raw)
+        return rows
+
+    def _evaluate(self, split: str, prefix: str, ema: bool, batch_size: int = 4096) -> list[dict[str, float]]:
         data = self.data.split(split)
         n = len(data.x)
         total = torch.zeros(2, self.k, device=self.device)  # loss, metric
         for i in range(0, n, batch_size):
-            z = self.member_outputs(data.x[i : i + batch_size])
+            z = self.member_outputs(data.x[i : i + batch_size], ema)
             yb = data.y[i : i + batch_size]
             for k in range(self.k):
                 total[0, k] += self.loss_fn(z[k], yb) * len(yb)
@@ -393,21 +434,25 @@ class Stacked:
         name = "acc" if self.task.is_classification else "mse"
         return [{f"{prefix}/loss": loss, f"{prefix}/{name}": metric} for loss, metric in rows]
 
-    def weights(self, k: int) -> dict[str, torch.Tensor]:
-        """Member k's state_dict (a single run's model.state_dict()), cloned from the stacked tensors."""
-        params = self.params
+    def observe(self, k: int, value: float) -> None:
+        """sched=plateau is refused for groups (members.refusal): nothing to do."""
+
+    def weights(self, k: int, ema: bool | None = None) -> dict[str, torch.Tensor]:
+        """Member k's state_dict (a single run's model.state_dict()), cloned from the stacked tensors: the ones
+        evaluations use (the EMA's with trainer.ema), or the raw ones (ema=False)."""
+        params, buffers = self._tensors(self.ema is not None if ema is None else ema)
         return {
-            name: (params[name] if name in params else self.buffers[name])[k]
+            name: (params[name] if name in params else buffers[name])[k]
             .detach()
             .clone(memory_format=torch.contiguous_format)
             for name in self.members[k].model.state_dict()
         }
 
     @torch.no_grad()
-    def load_weights(self, k: int, weights: dict[str, torch.Tensor]) -> None:
-        params = self.params
+    def load_weights(self, k: int, weights: dict[str, torch.Tensor], ema: bool | None = None) -> None:
+        params, buffers = self._tensors(self.ema is not None if ema is None else ema)
         for name, value in weights.items():
-            (params[name] if name in params else self.buffers[name])[k].copy_(value)
+            (params[name] if name in params else buffers[name])[k].copy_(value)
 
     def module(self, k: int) -> nn.Module:
         """Member k's own module holding its current weights and gradients (for histograms and checks)."""
@@ -444,12 +489,15 @@ class Stacked:
             rng["cuda"][self.device.index or 0] = m.rng
         else:
             rng["torch"] = m.rng
-        return {
-            "model": self.weights(k),
+        payload = {
+            "model": self.weights(k, ema=False),
             "optimizer": m.optimizer.state_dict(),
             "scheduler": m.scheduler.state_dict(),
             "rng": rng,
         }
+        if self.ema is not None:
+            payload["ema"] = self.weights(k, ema=True)
+        return payload
 
     def _member_state(self, name: str, v: torch.Tensor, k: int) -> torch.Tensor:
         """Slice k of an optimizer state tensor of parameter `name`, in the single run's layout."""
@@ -457,8 +505,11 @@ class Stacked:
 
     @torch.no_grad()
     def restore(self, k: int, payload: dict[str, Any]) -> None:
-        """Load member k's last.pt into slice k of the stacked tensors, the optimizer state and its RNG."""
-        self.load_weights(k, payload["model"])
+        """Load member k's last.pt into slice k of the stacked tensors (and of the EMA's), the optimizer state and
+        its RNG."""
+        self.load_weights(k, payload["model"], ema=False)
+        if self.ema is not None:
+            self.load_weights(k, payload.get("ema", payload["model"]), ema=True)
         saved = payload["optimizer"]["state"]
         for i, (name, leaf) in enumerate(self.leaves.items()):
             state = self.optimizer.state[leaf]
