@@ -6,7 +6,7 @@ TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test lint tb bench reproduce clean
+.PHONY: help install train test lint tb bench gpu-check reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ tb: install  ## TensorBoard on runs/
 
 bench: install  ## time dlrun's trainer against a hand-written loop (prints the ratio)
 	$(BIN)/python -m dlrun.bench
+
+gpu-check: install  ## on a CUDA machine (not in make test): resume, ResNet-20 images/s by precision, compile, layout; groups; torchrun
+	$(BIN)/python -m dlrun.gpucheck
 
 reproduce: install  ## run every claim in experiments/ at its seeds and write experiments/report/report.md
 	$(BIN)/dlrun experiment report --rerun --out experiments/report

@@ -94,7 +94,7 @@ def startup(repeats: int = 5, epochs: int = 30) -> None:
     )
 
 
-def vectorized(k: int = 16, repeats: int = 2, threads: int = 1, only: str | None = None) -> None:
+def vectorized(k: int = 16, repeats: int = 2, threads: int = 1, only: str | None = None, device: str = "cpu") -> None:
     """K seeds as one vectorized group against K separate in-process runs of the same configs (same steps,
     same threads, configs composed before the clock starts), interleaved; prints the times and the ratio."""
     import copy
@@ -111,7 +111,7 @@ def vectorized(k: int = 16, repeats: int = 2, threads: int = 1, only: str | None
         if only and only.lower() not in label.lower():
             continue
         with tempfile.TemporaryDirectory() as tmp:
-            base = [*extra, "trainer.device=cpu", "trainer.progress=none", f"trainer.threads={threads}"]
+            base = [*extra, f"trainer.device={device}", "trainer.progress=none", f"trainer.threads={threads}"]
             base.append(f"runs_dir={tmp}")
             single = compose(base)
             grouped = compose([*base, f"trainer.seeds={list(range(k))}"])
@@ -208,6 +208,86 @@ def sweeps(trials: int = 16, repeats: int = 1) -> None:
     )
 
 
+# ----------------------------------------------------------------------------- the trainer options
+def step_times(overrides: list[str], steps: int) -> tuple[float, float]:
+    """(seconds of the first training step, median seconds of the next `steps`) of dlrun's stepper, in process."""
+    from dlrun.config import compose
+    from dlrun.train.single import Single, build
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sp = Single(build(compose([*overrides, f"runs_dir={tmp}", "trainer.diag_every=0"])))
+        sp.epoch(0)
+        times = []
+        for i in range(steps + 1):
+            b = i % sp.plan.steps_per_epoch
+            start = time.perf_counter()
+            sp.step(b, i + 1)
+            times.append(time.perf_counter() - start)
+    return times[0], statistics.median(times[1:])
+
+
+def matmul_peak(threads: int = 1, n: int = 1024, repeats: int = 5) -> float:
+    """The machine's float32 matrix-multiply rate (FLOP/s) at `threads`: the best of several n x n x n products."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n**3 / best
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def group_step_rate(k: int = 16, steps: int = 200) -> tuple[float, float, float]:
+    """A K-member digits-MLP group's training step at one thread: (seconds per step, FLOP/s achieved, the matmuls'
+    share of the step's FLOPs). FLOPs counted as the matmuls' 2 m n k, forward and backward (the first layer's
+    input gradient is not computed), over every member."""
+    from dlrun.config import compose
+    from dlrun.train.members import members
+    from dlrun.train.vector import build_group
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose(["trainer.device=cpu", "trainer.threads=1", f"runs_dir={tmp}", f"trainer.seeds={list(range(k))}"])
+        sp = build_group(members(cfg, [], {}))
+        sp.epoch(0)
+        for b in range(5):
+            sp.step(b, b + 1)
+        start = time.perf_counter()
+        for i in range(steps):
+            sp.step(i % sp.plan.steps_per_epoch, i + 1)
+        per_step = (time.perf_counter() - start) / steps
+    dims = [64, *cfg.model.hidden, 10]
+    batch = cfg.trainer.batch_size
+    forward = sum(2 * batch * a * b for a, b in zip(dims, dims[1:], strict=False))
+    first_input_grad = 2 * batch * dims[0] * dims[1]
+    flops = k * (3 * forward - first_input_grad)
+    return per_step, flops / per_step, 1.0
+
+
+def trainer_options(threads: int = 1, steps: int = 200) -> None:
+    """trainer.compile (speed-up and compile time) on the default MLP and the MNIST-1D CNN, bf16 against float32,
+    and the group step's share of the matrix-multiply peak; all on the CPU at `threads`."""
+    base = ["trainer.device=cpu", "trainer.progress=none", f"trainer.threads={threads}"]
+    cases = [("default MLP on digits", base), ("MNIST-1D CNN", [*base, "experiment=mnist1d_cnn"])]
+    print(f"trainer options, CPU, {threads} thread(s), median step of {steps}")
+    for label, args in cases:
+        _, eager = step_times(args, steps)
+        first, compiled = step_times([*args, "trainer.compile=default"], steps)
+        _, bf16 = step_times([*args, "trainer.precision=bf16"], steps)
+        print(f"  {label}: float32 step {eager * 1e3:.3f} ms")
+        print(f"    compile=default: step {compiled * 1e3:.3f} ms, speed-up {eager / compiled:.2f}x, first step "
+              f"(compiling) {first:.1f} s")  # fmt: skip
+        print(f"    precision=bf16 : step {bf16 * 1e3:.3f} ms, {bf16 / eager:.2f}x the float32 step")
+    peak = matmul_peak(threads)
+    per_step, rate, _ = group_step_rate()
+    print(f"  matrix-multiply peak (1024^3 float32, {threads} thread): {peak / 1e9:.1f} GFLOP/s")
+    print(f"  16-member digits-MLP group step: {per_step * 1e3:.3f} ms, {rate / 1e9:.1f} GFLOP/s, "
+          f"{rate / peak:.0%} of the peak")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -215,7 +295,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for both loops (0: PyTorch's default)")
     parser.add_argument(
         "--only",
-        choices=("loop", "startup", "vector", "sweep"),
+        choices=("loop", "startup", "vector", "sweep", "options"),
         help="run only this part (loop: trainer against a raw loop; startup: whole processes; vector: seed groups; "
         "sweep: warm workers and vectorized seeds in whole sweeps)",
     )
@@ -234,6 +314,9 @@ def main() -> None:
         return
     if args.only == "sweep":
         sweeps(args.sweep_trials, args.sweep_repeats)
+        return
+    if args.only == "options":
+        trainer_options(args.threads or 1)
         return
 
     from dlrun.config import compose
@@ -271,6 +354,8 @@ def main() -> None:
     vectorized(args.seeds, args.vector_repeats, args.threads or 1)
     print()
     sweeps(args.sweep_trials, args.sweep_repeats)
+    print()
+    trainer_options(args.threads or 1)
 
 
 if __name__ == "__main__":

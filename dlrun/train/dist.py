@@ -33,10 +33,11 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    launched: bool = False  # started by torchrun: a process group even of one process (one GPU, nccl)
 
     @property
     def active(self) -> bool:
-        return self.size > 1
+        return self.size > 1 or self.launched
 
     @property
     def main(self) -> bool:
@@ -51,9 +52,10 @@ def world() -> World:
     """The world torchrun describes in the environment, or a single process."""
     try:
         size = int(os.environ.get("WORLD_SIZE", "1"))
-        if size <= 1:
+        launched = "TORCHELASTIC_RUN_ID" in os.environ and "LOCAL_RANK" in os.environ  # torchrun's own variables
+        if size <= 1 and not launched:
             return SINGLE
-        return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")))
+        return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")), launched)
     except ValueError:
         raise ConfigError("RANK, WORLD_SIZE and LOCAL_RANK must be integers (torchrun sets them)") from None
 
