@@ -22,7 +22,7 @@ from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
         "  dlrun train data=diabetes                     [dim]# regression: MSE, logs val/mse[/]\n\n"
         "  dlrun train experiment=xor_hidden\n\n"
         "  dlrun train resume=runs/mlp-digits/2026-01-01_12-00-00 trainer.epochs=60\n\n"
-        "  dlrun train trainer.precision=bf16 trainer.ema=0.999   [dim]# bfloat16 autocast; evaluate the weights' EMA[/]\n\n"
+        "  dlrun train trainer.precision=bf16 trainer.ema=0.999   [dim]# bfloat16; evaluate the weights' EMA[/]\n\n"
         "  dlrun train trainer.accumulate=4 trainer.batch_size=16  [dim]# one step on 64 examples (batch norm and "
         "dropout: per 16)[/]\n\n"
         "  torchrun --standalone --nproc_per_node=2 -m dlrun train   [dim]# data-parallel, 2 processes[/]"
