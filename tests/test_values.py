@@ -91,11 +91,12 @@ def files(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
 # ----------------------------------------------------------------------------- NaN, inf and 64 bits, every key
 def test_the_cases_cover_every_group_and_the_float_keys():
     keys = {(g, n, k, kind) for g, n in OPTIONS for k, kind in number_keys(options.schema(g, n))}
-    assert {g for g, *_ in keys} == set(GROUPS) - {"loss"}  # no loss takes a number
+    assert {g for g, *_ in keys} == set(GROUPS)  # every group takes a number (the losses: label_smoothing)
     assert len([k for k in keys if "float" in k[3]]) > 100  # (option, float key) pairs
     floats = {(g, k) for g, _, k, kind in keys if "float" in kind}
     assert ("optim", "lr") in floats and ("sched", "milestones") in floats and ("data", "augment.noise") in floats
     assert ("optim", "beta2") in floats and ("regularizer", "strength") in floats and ("trainer", "grad_clip") in floats
+    assert ("loss", "label_smoothing") in floats and ("trainer", "ema") in floats
 
 
 @pytest.mark.parametrize(("group", "name"), OPTIONS, ids=[f"{g}={n}" for g, n in OPTIONS])
