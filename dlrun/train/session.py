@@ -53,6 +53,8 @@ def guard(world: World) -> Iterator[list[rundir.RunLock]]:
     held: list[rundir.RunLock] = []
     try:
         yield held
+        if world.active:  # every rank leaves together: gloo's threads abort a process whose peer closed first
+            dist.barrier(world)
     except OSError as e:
         if e.errno not in WRITE_ERRORS or not held:
             raise
