@@ -253,6 +253,8 @@ TORCHRUN_EQUAL = [
     ("sched=onecycle",),
     ("sched=plateau", "sched.patience=0"),
     ("trainer.deterministic=true",),
+    ("trainer.memory_format=channels_last", "model=cnn"),
+    ("trainer.compile=default",),
 ]
 # half precision: 2 ranks sum their halves' bfloat16 or float16 products apart, so the weights agree to the
 # precision's rounding, not to 1e-5 (measured after 30 steps: see the note in the README)
