@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
+# pytest-xdist processes: on 2 cores the suite took 8.6 min in 2 of them, 15.4 min in one
+PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test lint tb bench gpu-check reproduce clean
@@ -22,8 +24,8 @@ install: $(BIN)/dlrun  ## create .venv with the pinned torch (TORCH_VERSION, def
 train: install  ## install, then train the default config (an MLP on digits)
 	$(BIN)/dlrun train
 
-test: install  ## install, then run the test suite
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: install  ## install, then run the test suite (PYTEST_WORKERS processes, default 2)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: install  ## ruff
 	$(BIN)/ruff check dlrun tests experiments/plugins
