@@ -8,13 +8,14 @@ import io
 import json
 import shutil
 import statistics
+from pathlib import Path
 
 import pytest
 import yaml
 
 from dlrun.config import compose
 from dlrun.sweep.results import Row, collect, sort_rows, to_csv, to_json, to_markdown
-from dlrun.train import train
+from dlrun.train import members, train
 from tests.conftest import dlrun, quick
 
 LRS = (0.003, 0.05)
@@ -118,3 +119,45 @@ def test_results_command_on_a_runs_folder(runs):
     )
     missing = dlrun("results", str(runs / "nowhere"))
     assert missing.returncode == 2 and len(missing.stderr.strip().splitlines()) == 1
+
+
+# ----------------------------------------------------------------------------- dlrun diff
+def test_diff_shows_only_the_keys_that_differ_and_nothing_for_a_resumed_twin(tmp_path):
+    from dlrun.diff import diff
+
+    runs = tmp_path / "runs"
+    base = [f"runs_dir={runs}", "trainer.progress=none", "trainer.hist_every=0", "trainer.epochs=2"]
+    a = train(compose([*base, "optim.lr=0.001"]))
+    b = train(compose([*base, "optim.lr=0.01"]))
+    d = diff(a["run_dir"], b["run_dir"])
+    assert [(k, va, vb) for k, va, vb in d.config] == [("optim.lr", 0.001, 0.01)]
+    assert ("test/acc", a["metrics"]["test/acc"], b["metrics"]["test/acc"]) in d.metrics
+    versions = json.loads((Path(a["run_dir"]) / "versions.json").read_text())
+    assert "git" in versions and "torch" in versions  # what else could explain a difference
+
+    class StopAt:
+        def on_eval(self, step, epoch, metrics):
+            return "interrupted"
+
+    cut = train(compose(base), callbacks=[StopAt()])
+    resumed = train(compose([f"resume={cut['run_dir']}", *base[1:]]))
+    whole = train(compose(base))
+    twin = diff(whole["run_dir"], resumed["run_dir"])
+    assert twin.config == [] and twin.environment == []
+    assert all(va == pytest.approx(vb) for _, va, vb in twin.metrics)
+
+
+def test_diff_of_two_groups_and_the_cli(tmp_path):
+    runs = tmp_path / "runs"
+    args = [f"runs_dir={runs}", "trainer.progress=none", "trainer.epochs=1", "trainer.seeds=[0,1]"]
+    a = train(members.parse([*args, "optim.lr=0.001"]))
+    b = train(members.parse([*args, "optim.lr=0.003"]))
+    r = dlrun("diff", a.run_dir, b.run_dir, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert [c["key"] for c in out["config"]] == ["optim.lr"]
+    assert {m["key"] for m in out["metrics"]} >= {"test/acc", "val/acc"}
+    table = dlrun("diff", a.run_dir, b.run_dir)
+    assert table.returncode == 0 and "optim.lr" in table.stdout and "environment: no difference" in table.stdout
+    bad = dlrun("diff", a.run_dir, str(tmp_path))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not a run or a group" in bad.stderr

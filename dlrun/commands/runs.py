@@ -55,3 +55,48 @@ def runs(
             f"{r['wall_time_s']:.1f} s" if r.get("wall_time_s") is not None else "",
         )
     print_table(table)
+
+
+@app.command(
+    "diff",
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun diff runs/mlp-digits/2026-01-01_12-00-00 runs/mlp-digits/2026-01-02_09-30-00\n\n"
+        "  dlrun diff runs/sweeps/lr/trials/0 runs/sweeps/lr/trials/1 --format json"
+    ),
+)
+@handle_errors
+def diff(
+    a: Path = typer.Argument(..., help="A run's folder (or a group's, or a sweep trial's)."),
+    b: Path = typer.Argument(..., help="The other run's folder."),
+    fmt: str = typer.Option("table", "--format", help="table or json."),
+):
+    """What differs between two runs: config keys, final metrics, and versions, device and git commit."""
+    import json
+
+    from dlrun.diff import diff as compute
+    from dlrun.errors import ConfigError
+
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format {fmt}: unknown; choose from: table, json")
+    d = compute(a, b)
+    if fmt == "json":
+        print(json.dumps(d.as_dict(), indent=2, default=str))
+        return
+    for title, rows in (("config", d.config), ("environment", d.environment)):
+        if not rows:
+            print(f"{title}: no difference")
+            continue
+        table = Table(title=title, show_header=True, header_style="bold", title_justify="left")
+        for col in ("key", "a", "b"):
+            table.add_column(col)
+        for key, va, vb in rows:
+            table.add_row(escape(key), escape(str(va)), escape(str(vb)))
+        print_table(table)
+    table = Table(title="metrics", show_header=True, header_style="bold", title_justify="left")
+    for col in ("metric", "a", "b", "b - a"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, va, vb in d.metrics:
+        delta = f"{vb - va:+.4f}" if va is not None and vb is not None else ""
+        table.add_row(escape(key), *(f"{v:.4f}" if v is not None else "" for v in (va, vb)), delta)
+    print_table(table)

@@ -9,6 +9,7 @@ runs/<name>/<YYYY-MM-DD_HH-MM-SS>/
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import platform
@@ -97,7 +98,33 @@ def lock(run_dir: Path) -> RunLock:
     return RunLock(path, fd)
 
 
-def versions() -> dict[str, str]:
+def versions() -> dict[str, Any]:
+    """The versions of Python, the platform and the packages a run depends on, and the project's git state."""
+    return {**_versions(), "git": git_state()}
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> dict[str, Any]:
+    """The commit of the git repository the run was started in (the user's project) and whether its tracked files
+    had changes; {} outside a repository or without git. Read once per process."""
+    import subprocess
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    changes = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(changes)} if changes is not None else {"commit": commit}
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("dlrun", "torch", "numpy", "scikit-learn", "hydra-core", "omegaconf", "tensorboard"):
         try:
