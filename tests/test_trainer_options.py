@@ -265,7 +265,7 @@ def _pair(tmp_path, option: tuple[str, ...]) -> tuple[dict, dict]:
     """The last.pt of 2 ranks under torchrun, and of one process (this one) with the same config."""
     common = [f"runs_dir={tmp_path}/runs", "trainer.steps=30", "trainer.eval_every=10", *option]
     r = launch([*common, "name=ddp"], tmp_path, torchrun())
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, r.stderr[:1500] + "\n...\n" + r.stderr[-1500:] + "\n" + r.stdout[-500:]
     one = train(compose([*SHORT, *common, "name=one"]))
     return last(only_run(tmp_path / "runs" / "ddp")), last(one.run_dir)
 

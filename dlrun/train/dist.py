@@ -13,6 +13,7 @@ early stop, divergence, an interrupt).
 
 from __future__ import annotations
 
+import gc
 import inspect
 import os
 from dataclasses import dataclass
@@ -134,6 +135,9 @@ def end() -> None:
     """Leave the process group this module joined (a caller's own group stays)."""
     global _STARTED
     if _STARTED and dist.is_initialized():
+        # the DistributedDataParallel of the run holds the group in a reference cycle: free it while the group
+        # is whole, so the group is not torn down at the interpreter's exit (gloo then aborts the process)
+        gc.collect()
         dist.destroy_process_group()
     _STARTED = False
 
