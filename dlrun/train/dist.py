@@ -13,7 +13,6 @@ early stop, divergence, an interrupt).
 
 from __future__ import annotations
 
-import gc
 import inspect
 import os
 from dataclasses import dataclass
@@ -135,9 +134,6 @@ def end() -> None:
     """Leave the process group this module joined (a caller's own group stays)."""
     global _STARTED
     if _STARTED and dist.is_initialized():
-        # the DistributedDataParallel of the run holds the group in a reference cycle: free it while the group
-        # is whole, so the group is not torn down at the interpreter's exit (gloo then aborts the process)
-        gc.collect()
         dist.destroy_process_group()
     _STARTED = False
 

@@ -7,6 +7,7 @@ summary. group_summary: the group folder's summary.json.
 
 from __future__ import annotations
 
+import gc
 import math
 import statistics
 import time
@@ -53,7 +54,11 @@ def guard(world: World) -> Iterator[list[rundir.RunLock]]:
     held: list[rundir.RunLock] = []
     try:
         yield held
-        if world.active:  # every rank leaves together: gloo's threads abort a process whose peer closed first
+        if world.active:
+            # the run's DistributedDataParallel holds the process group in a reference cycle: free it while the
+            # group is whole (a group torn down at the interpreter's exit can abort in gloo's threads), and leave
+            # together. Only on success: after a failure the line that says why must come out at once.
+            gc.collect()
             dist.barrier(world)
     except OSError as e:
         if e.errno not in WRITE_ERRORS or not held:
