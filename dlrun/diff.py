@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from dlrun.errors import ConfigError
+from dlrun.sweep.results import flatten
 from dlrun.train import summary as summaries
 
 MISSING = "(none)"
@@ -51,16 +52,6 @@ class Diff:
             ],
             "environment": [{"key": k, "a": a, "b": b} for k, a, b in self.environment],
         }
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}; lists stay lists."""
-    if not isinstance(node, dict):
-        return {prefix: node}
-    out: dict[str, Any] = {}
-    for k, v in node.items():
-        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
 
 
 def _yaml(path: Path) -> dict[str, Any]:
@@ -102,12 +93,8 @@ def side(path: Path | str) -> Side:
                 config.pop(key, None)
         config["trainer.seeds"] = sorted(m["seed"] for m in summary.members)
         metrics = {k: v["mean"] for k, v in summary.metrics.items()}
-        return Side(path, "group", config, metrics, _environment(first, read_member(first)))
+        return Side(path, "group", config, metrics, _environment(first, summaries.read(first) or {}))
     return Side(path, "run", flatten(_yaml(path / "config.yaml")), dict(summary.metrics), _environment(path, summary))
-
-
-def read_member(run_dir: Path):
-    return summaries.read(run_dir) or {}
 
 
 def diff(a: Path | str, b: Path | str) -> Diff:

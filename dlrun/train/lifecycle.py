@@ -22,6 +22,7 @@ The stepper's interface (single.Single and vector.Stacked):
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from pathlib import Path
@@ -142,7 +143,7 @@ def log(sp, runs: list[Run], clock: TrainState, since: tuple, t0: float, hooks: 
     for k, (r, row) in enumerate(zip(runs, rows, strict=True)):
         if r.status != "running":
             continue
-        if not row["train/loss"] == row["train/loss"] or abs(row["train/loss"]) == float("inf"):
+        if not math.isfinite(row["train/loss"]):
             message = f"the training loss became {row['train/loss']} at or before step {r.state.step}"
             finish(sp, runs, [k], "diverged", message, t0)
             continue
@@ -175,7 +176,7 @@ def evaluate_runs(sp, runs: list[Run], clock: TrainState, t0: float, hooks: Call
     for k in going:
         r, metrics = runs[k], results[k]
         value = metrics[f"{split}/loss"]
-        if not value == value or abs(value) == float("inf"):
+        if not math.isfinite(value):
             what = "validation" if split == "val" else split
             finish(sp, runs, [k], "diverged", f"the {what} loss became {value} at step {r.state.step}", t0)
             continue

@@ -17,6 +17,7 @@ from dlrun.config import Config
 from dlrun.errors import ConfigError
 from dlrun.files import check_writable
 from dlrun.train import dist, group, members, rundir
+from dlrun.train.callbacks import Callbacks
 from dlrun.train.dist import World
 from dlrun.train.lifecycle import fit, fit_and_finish, info
 from dlrun.train.members import MemberSpec
@@ -69,8 +70,6 @@ def train(
 
 
 def _single(cfg: Config, callbacks, overrides, run_dir, world: World, held: list) -> RunSummary:
-    from dlrun.train.callbacks import Callbacks
-
     started, hooks = time.time(), Callbacks(callbacks)
     resumed, writes = cfg.resume is not None, world.main  # rank 0 writes; the other ranks train and evaluate
     if writes and not resumed and run_dir is None:  # a runs_dir that cannot hold the run fails before the work

@@ -280,6 +280,10 @@ class Single:
         self.decay = s.cfg.trainer.ema
         # trainer.ema: the averaged weights, a copy of the model that evaluations, best.pt and the test use
         self.ema = copy.deepcopy(s.model).requires_grad_(False) if self.decay else None
+        # (EMA tensors, the model's): state_dict views of both, taken once; loads copy into them in place
+        self.ema_pairs = (
+            (list(self.ema.state_dict().values()), list(s.model.state_dict().values())) if self.ema else None
+        )
         self.compile: dict[str, Any] | None = (
             {"mode": s.cfg.trainer.compile} if s.net is not s.model and s.cfg.trainer.compile != "false" else None
         )
@@ -323,10 +327,8 @@ class Single:
         if first:
             self.compile["seconds"] = round(time.perf_counter() - began, 3)  # the first step: mostly compiling
             trainer_options.compile_report(self.compile, self.logger)
-        if self.ema is not None:
-            trainer_options.ema_update(
-                list(self.ema.state_dict().values()), list(s.model.state_dict().values()), self.decay
-            )
+        if self.ema_pairs is not None:
+            trainer_options.ema_update(*self.ema_pairs, self.decay)
         return loss, reg, end - start
 
     def log_rows(self, loss_sum, reg_sum, n_steps: int, asked: bool) -> tuple[list[dict[str, float]], bool]:

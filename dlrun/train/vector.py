@@ -150,6 +150,7 @@ class Stacked:
         # trainer.ema: the averaged leaves and buffers, which evaluations, best.pt and the test use
         tensors = {**self.leaves, **self.buffers}
         self.ema = {name: v.detach().clone() for name, v in tensors.items()} if self.decay else None
+        self.ema_sources = list(tensors.values())  # what each EMA tensor averages, in the same order
 
     def _optimizer(self) -> torch.optim.Optimizer:
         params = list(self.leaves.values())
@@ -364,8 +365,7 @@ class Stacked:
         self.optimizer.step()
         self.scheduler.step()
         if self.ema is not None:
-            current = {**self.leaves, **self.buffers}
-            trainer_options.ema_update(list(self.ema.values()), [current[name] for name in self.ema], self.decay)
+            trainer_options.ema_update(list(self.ema.values()), self.ema_sources, self.decay)
         return loss, (reg.detach() if reg is not None else None), n
 
     def _clip(self) -> None:
