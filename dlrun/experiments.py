@@ -32,8 +32,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
+from dlrun import stats
 from dlrun.errors import ConfigError, RunFailed, suggest
 from dlrun.files import atomic_write
 from dlrun.registry import Registry
@@ -42,6 +44,7 @@ CHECKS: Registry[Callable[[int], dict[str, float]]] = Registry("check")
 MEASURES: Registry[Callable[[Path, dict], float]] = Registry("measure")
 _OPS = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
 _OP_TEXT = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
+_BY_TEXT = {text: _OPS[node] for node, text in _OP_TEXT.items()}
 
 
 @dataclass
@@ -308,26 +311,29 @@ def run(
     overrides: list[str] = (),
     quick: bool = False,
     on_run: Callable[[str, int, float], None] | None = None,
+    into: Result | None = None,
 ) -> Result:
-    """Train every condition at every seed (in this process) and measure each run."""
+    """Train every condition at every seed (in this process) and measure each run; with `into`, add
+    the seeds to an earlier result of the same claim (its overrides are used again)."""
     seeds = list(seeds if seeds is not None else claim.seeds)
-    extra = [*(claim.quick if quick else []), *overrides]
+    extra = into.overrides if into is not None else [*(claim.quick if quick else []), *overrides]
     started = time.perf_counter()
-    result = Result(claim=claim.name, seeds=seeds, values={}, overrides=extra)
+    result = into or Result(claim=claim.name, seeds=[], values={}, overrides=extra)
+    result.seeds = [*result.seeds, *seeds]
     if claim.check:
         fn = CHECKS.get(claim.check)
         for seed in seeds:
             for name, value in fn(seed).items():
                 result.values.setdefault(name, {}).setdefault(claim.measure, []).append(float(value))
-        result.wall_time_s = time.perf_counter() - started
+        result.wall_time_s += time.perf_counter() - started
         return result
     from dlrun.config import compose
     from dlrun.train import summary as summaries
     from dlrun.train import train
 
     for label, cond in claim.conditions.items():
-        result.values[label] = {m: [] for m in claim.measures}
-        result.runs[label] = []
+        values = result.values.setdefault(label, {m: [] for m in claim.measures})
+        runs = result.runs.setdefault(label, [])
         for seed in seeds:
             cfg = compose(
                 [
@@ -347,12 +353,46 @@ def run(
                 run_dir = _latest_run(runs_dir / "experiments" / claim.name / label)
                 summary = summaries.read(run_dir) or {}
             for m, spec in claim.measures.items():
-                result.values[label][m].append(measure_value(spec, run_dir, summary))
-            result.runs[label].append(str(run_dir))
+                values[m].append(measure_value(spec, run_dir, summary))
+            runs.append(str(run_dir))
             if on_run:
-                on_run(label, seed, result.values[label][claim.measure][-1])
-    result.wall_time_s = time.perf_counter() - started
+                on_run(label, seed, values[claim.measure][-1])
+    result.wall_time_s += time.perf_counter() - started
     return result
+
+
+def settle(
+    claim: Claim,
+    result: Result,
+    max_seeds: int,
+    runs_dir: Path = Path("runs"),
+    on_run: Callable[[str, int, float], None] | None = None,
+    on_more: Callable[[int, list[int]], None] | None = None,
+) -> bool:
+    """Add seeds while an expectation is inconclusive, up to max_seeds in all: as many as the spread seen
+    so far says would settle it, at least one at a time. True when every verdict is settled.
+
+    Adding seeds until a verdict settles tests the data more than once, so the chance that a verdict
+    settles on noise is somewhat above the 5% of one look; `max_seeds` bounds it."""
+    while True:
+        vs = verdicts(claim, result)
+        if not any(v.status == INCONCLUSIVE for v in vs):
+            return True
+        have = len(result.seeds)
+        if have >= max_seeds:
+            return False
+        need = seeds_to_settle(vs)
+        target = min(max_seeds, max(have + 1, math.ceil(need) if math.isfinite(need) else have + 1))
+        more = next_seeds(result, target - have)
+        if on_more:
+            on_more(have, more)
+        run(claim, more, runs_dir, on_run=on_run, into=result)
+
+
+def next_seeds(result: Result, count: int) -> list[int]:
+    """`count` seeds that the result does not have yet, after its largest."""
+    start = max(result.seeds, default=-1) + 1
+    return list(range(start, start + count))
 
 
 def _latest_run(folder: Path) -> Path:
@@ -360,30 +400,89 @@ def _latest_run(folder: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- verdicts
+HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+
+
 @dataclass
 class Verdict:
+    """An expectation `left op right`, judged on the 95% interval of left - right (Welch's for two
+    conditions, Student's t for one against a number): `holds` when the whole interval satisfies it,
+    `does not hold` when none of it does, `inconclusive` when it straddles 0 (the threshold)."""
+
     expectation: str
     measured: str
-    holds: bool
+    status: str  # holds, does not hold, inconclusive
+    interval: stats.Interval  # of left - right
+    seeds: int
+    settle_at: float = math.inf  # seeds at which the spread seen so far would settle an inconclusive one
+    delta: float = math.nan  # left - right, from the means
+    op: str = "<"
+
+    @property
+    def holds(self) -> bool:
+        return self.status == HOLDS
+
+    @property
+    def means_agree(self) -> bool:
+        """Whether the means alone point the way the expectation says (what a verdict without spread was)."""
+        return not math.isnan(self.delta) and _BY_TEXT[self.op](self.delta, 0.0)
+
+    @property
+    def text(self) -> str:
+        return f"inconclusive at {self.seeds} seeds" if self.status == INCONCLUSIVE else self.status
+
+    @property
+    def interval_text(self) -> str:
+        return "" if math.isnan(self.interval.low) else self.interval.text()
 
 
 def verdicts(claim: Claim, result: Result) -> list[Verdict]:
     out = []
     for text in claim.expect:
-        left, op, _, right = parse_expectation(text, claim)
-        lv, ls = _value(left, claim, result)
-        rv, rs = _value(right, claim, result)
-        holds = not (math.isnan(lv) or math.isnan(rv)) and op(lv, rv)
-        parts = [_show(t, v, s) for t, v, s in ((left, lv, ls), (right, rv, rs)) if t.label is not None]
-        out.append(Verdict(text, "; ".join(parts), bool(holds)))
+        left, op, op_text, right = parse_expectation(text, claim)
+        lvals, rvals = _values(left, claim, result), _values(right, claim, result)
+        interval, settle = _difference(left, lvals, right, rvals)
+        if math.isnan(interval.low) or math.isnan(interval.high):
+            status = FAILS  # a value is missing: a run failed or a measure could not be taken
+        else:
+            below = op_text.startswith("<")  # the expectation asks left - right to be below 0
+            inner, outer = (interval.high, interval.low) if below else (interval.low, interval.high)
+            status = HOLDS if op(inner, 0.0) else FAILS if not op(outer, 0.0) else INCONCLUSIVE
+        parts, means = [], []
+        for t in (left, right):
+            if t.label is None:
+                means.append(t.factor)
+                continue
+            mean, std = result.stat(t.label, t.measure or claim.measure)
+            means.append(t.factor * mean)
+            parts.append(_show(t, t.factor * mean, abs(t.factor) * std))
+        with np.errstate(invalid="ignore"):
+            delta = float(np.float64(means[0]) - np.float64(means[1]))
+        out.append(Verdict(text, "; ".join(parts), status, interval, len(result.seeds), settle, delta, op_text))
     return out
 
 
-def _value(term: Term, claim: Claim, result: Result) -> tuple[float, float]:
+def _values(term: Term, claim: Claim, result: Result) -> list[float] | None:
+    """The term's value per seed (factor included), or None for a plain number."""
     if term.label is None:
-        return term.factor, 0.0
-    mean, std = result.stat(term.label, term.measure or claim.measure)
-    return term.factor * mean, abs(term.factor) * std
+        return None
+    return [term.factor * v for v in result.values[term.label][term.measure or claim.measure]]
+
+
+def _difference(left: Term, lvals, right: Term, rvals) -> tuple[stats.Interval, float]:
+    """The interval of left - right and the seeds that would settle it at the spread seen so far."""
+    if lvals is None and rvals is None:
+        d = left.factor - right.factor
+        return stats.Interval(d, d, "point"), math.inf
+    if rvals is None or lvals is None:
+        vals, const, sign = (lvals, right.factor, 1.0) if rvals is None else (rvals, left.factor, -1.0)
+        e = stats.estimate(vals)
+        with np.errstate(invalid="ignore"):
+            ends = sorted(float(sign * (np.float64(x) - const)) for x in (e.interval.low, e.interval.high))
+        return stats.Interval(*ends, e.interval.method), stats.seeds_to_separate(None, vals, e.mean - const)
+    interval = stats.welch_interval(rvals, lvals)
+    delta = statistics.fmean(lvals) - statistics.fmean(rvals) if interval.method == "welch" else math.nan
+    return interval, stats.seeds_to_separate(rvals, lvals, delta)
 
 
 def _show(term: Term, value: float, std: float) -> str:
@@ -418,6 +517,20 @@ def holds(claim: Claim, result: Result) -> bool:
     return all(v.holds for v in verdicts(claim, result))
 
 
+def overall(vs: list[Verdict]) -> str:
+    """The claim's verdict: `does not hold` if any expectation fails, `inconclusive at N seeds` if any is
+    unsettled, else `holds`."""
+    if any(v.status == FAILS for v in vs):
+        return FAILS
+    unsettled = [v for v in vs if v.status == INCONCLUSIVE]
+    return unsettled[0].text if unsettled else HOLDS
+
+
+def seeds_to_settle(vs: list[Verdict]) -> float:
+    """The most seeds any inconclusive expectation would need at the spread seen so far (inf: unknown)."""
+    return max((v.settle_at for v in vs if v.status == INCONCLUSIVE), default=0.0)
+
+
 # ----------------------------------------------------------------------------- storing and reporting
 def save(result: Result, path: Path) -> None:
     atomic_write(path, json.dumps(asdict(result), indent=2, default=str))
@@ -442,18 +555,18 @@ def figure(claim: Claim, result: Result, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
     if claim.figure.startswith("curve:") and result.runs:
+        from dlrun.bands import band
+        from dlrun.viz.curves import read_metrics as series_of
+
         tag = claim.figure[6:]
-        for label, run_dirs in result.runs.items():
-            for i, run_dir in enumerate(run_dirs):
-                points = [
-                    (r["step"], r[tag]) for r in read_metrics(Path(run_dir)) if isinstance(r.get(tag), int | float)
-                ]
-                if points:
-                    steps, vals = zip(*points, strict=True)
-                    color = f"C{list(result.runs).index(label)}"
-                    ax.plot(steps, vals, color=color, alpha=0.8, label=label if i == 0 else None)
+        for k, (label, run_dirs) in enumerate(result.runs.items()):
+            b = band([series_of(Path(d)) for d in run_dirs], tag, "ci")
+            if b is not None:
+                ax.plot(b.steps, b.mean, color=f"C{k}", alpha=0.9, label=label)
+                if b.n > 1:
+                    ax.fill_between(b.steps, b.low, b.high, color=f"C{k}", alpha=0.2, lw=0)
         ax.set_xlabel("step")
-        ax.set_ylabel(tag)
+        ax.set_ylabel(f"{tag} (mean, 95% interval over seeds)")
         if tag.endswith("loss"):
             ax.set_yscale("log")
             starts = [line.get_ydata()[0] for line in ax.get_lines()]
@@ -474,9 +587,15 @@ def figure(claim: Claim, result: Result, path: Path) -> Path:
         ax.legend(fontsize=8)
     else:
         labels = list(result.values)
-        means, stds = zip(*(result.stat(lbl, claim.measure) for lbl in labels), strict=True)
+        estimates = [stats.estimate(result.values[lbl][claim.measure]) for lbl in labels]
+        means = [e.mean for e in estimates]
         finite = [m if math.isfinite(m) else 0.0 for m in means]
-        ax.bar(range(len(labels)), finite, yerr=[s if s == s else 0 for s in stds], color="#8fb3d9", capsize=4)
+        err = [
+            [m - e.interval.low, e.interval.high - m] if math.isfinite(m) and e.interval.method == "t" else [0, 0]
+            for m, e in zip(finite, estimates, strict=True)
+        ]
+        ax.bar(range(len(labels)), finite, yerr=np.array(err).T, color="#8fb3d9", capsize=4)
+        _thresholds(ax, claim, labels)
         for i, lbl in enumerate(labels):
             vals = [v for v in result.values[lbl][claim.measure] if math.isfinite(v)]
             ax.plot([i] * len(vals), vals, "k.", ms=4)
@@ -484,7 +603,9 @@ def figure(claim: Claim, result: Result, path: Path) -> Path:
                 ax.annotate(fmt(means[i]), (i, 0), ha="center", va="bottom", color="red")
         ax.set_xticks(range(len(labels)), labels, rotation=20 if len(labels) > 4 else 0, fontsize=8)
         spec = claim.measures[claim.measure]
-        ax.set_ylabel(claim.measure if claim.measure == spec else f"{claim.measure} ({spec})")
+        ax.set_ylabel(
+            (claim.measure if claim.measure == spec else f"{claim.measure} ({spec})") + ", mean and 95% interval"
+        )
         if all(m > 0 for m in finite) and max(finite) / max(min(finite), 1e-300) > 1e3:
             ax.set_yscale("log")
     ax.set_title(f"{claim.name}: {claim.statement}", fontsize=9, wrap=True)
@@ -497,12 +618,33 @@ def figure(claim: Claim, result: Result, path: Path) -> Path:
     return path
 
 
+def _thresholds(ax, claim: Claim, labels: list[str]) -> None:
+    """Over each bar, the number its condition is expected to beat (`label op number`) as a dashed line."""
+    for text in claim.expect:
+        left, _, op_text, right = parse_expectation(text, claim)
+        for term, other, op in ((left, right, op_text), (right, left, _FLIP[op_text])):
+            if term.label in labels and other.label is None and (term.measure or claim.measure) == claim.measure:
+                i, y = labels.index(term.label), other.factor / term.factor
+                ax.hlines(y, i - 0.4, i + 0.4, colors="red", linestyles="--", lw=1)
+                ax.annotate(f"{op} {y:g}", (i + 0.4, y), fontsize=7, color="red", va="bottom", ha="right")
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}
+
+
 def report(entries: list[tuple[Claim, Result, Path]], path: Path) -> Path:
     """report.md: a verdict table of every claim, then per claim its statement, table and figure."""
     lines = ["# dlrun: the lectures' claims, measured", ""]
+    lines += [
+        "Each expectation is judged on the 95% interval of its left side minus its right side (Welch's "
+        "interval for two conditions, Student's t for a condition against a number): it **holds** when the "
+        "whole interval is on the expected side of 0, **does not hold** when none of it is, and is "
+        "**inconclusive** at its seeds when the interval straddles 0.",
+        "",
+    ]
     lines += ["| experiment | claim | verdict | seeds | wall time |", "|---|---|---|---|---|"]
     for claim, result, _ in entries:
-        verdict = "holds" if holds(claim, result) else "does not hold"
+        verdict = overall(verdicts(claim, result))
         lines.append(
             f"| [{claim.name}](#{claim.name}) | {claim.statement} | **{verdict}** "
             f"| {', '.join(map(str, result.seeds))} | {result.wall_time_s:.0f} s |"
@@ -516,9 +658,10 @@ def report(entries: list[tuple[Claim, Result, Path]], path: Path) -> Path:
         lines += ["| condition | " + " | ".join(claim.measures) + " |", "|---" * (len(claim.measures) + 1) + "|"]
         for label, cells in table_rows(claim, result):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-        lines += ["", "| expectation | measured | verdict |", "|---|---|---|"]
+        lines += ["", "| expectation | measured (mean ± std) | 95% interval of left − right | verdict |"]
+        lines += ["|---|---|---|---|"]
         for v in verdicts(claim, result):
-            lines.append(f"| `{v.expectation}` | {v.measured} | {'holds' if v.holds else 'does not hold'} |")
+            lines.append(f"| `{v.expectation}` | {v.measured} | {v.interval_text} | {v.text} |")
         lines += ["", f"![{claim.name}]({fig_path.relative_to(path.parent).as_posix()})"]
     atomic_write(path, "\n".join(lines) + "\n")
     return path

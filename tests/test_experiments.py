@@ -32,22 +32,20 @@ def result(values: dict[str, list[float]], measure="test/acc") -> experiments.Re
 
 
 @pytest.mark.parametrize(
-    "text, a, b, holds",
+    "text, a, b, agree",
     [
         ("a <= 0.8", [0.7, 0.8], [1, 1], True),
         ("a <= 0.8", [0.8, 0.9], [1, 1], False),
-        ("b >= 0.98", [0, 0], [0.99, 1.0], True),
-        ("a < b", [0.1, 0.2], [0.3, 0.3], True),
         ("a > 10 * b", [1.0, 1.2], [0.1, 0.1], True),  # 1.1 > 1.0
-        ("a > 10 * b", [0.9, 1.0], [0.1, 0.1], False),
         ("a > 10 * b", [math.inf, math.inf], [0.1, 0.1], True),  # a diverged run
-        ("a < b", [math.nan, 0.1], [0.3, 0.3], False),  # a missing value never holds
+        ("a < b", [math.nan, 0.1], [0.3, 0.3], False),  # a missing value never agrees
     ],
 )
-def test_verdicts_follow_the_means(text, a, b, holds):
+def test_the_means_direction_is_kept_beside_the_verdict(text, a, b, agree):
+    """Whether the means point the claim's way (the verdicts on intervals are tested in test_compare.py)."""
     c = claim(expect=[text])
     (v,) = experiments.verdicts(c, result({"a": a, "b": b}))
-    assert v.holds is holds
+    assert v.means_agree is agree
     assert v.expectation == text
 
 
@@ -61,8 +59,8 @@ def test_named_measures():
     c = claim(measures={"acc": "test/acc", "loss": "test/loss"}, expect=["a.loss < b.loss", "a.acc > 0.5"])
     r = experiments.Result(
         claim="c",
-        seeds=[0],
-        values={"a": {"acc": [0.9], "loss": [0.1]}, "b": {"acc": [0.2], "loss": [2.0]}},
+        seeds=[0, 1, 2],
+        values={"a": {"acc": [0.9, 0.91, 0.9], "loss": [0.1] * 3}, "b": {"acc": [0.2] * 3, "loss": [2.0, 2.1, 2.0]}},
     )
     assert [v.holds for v in experiments.verdicts(c, r)] == [True, True]
 
@@ -154,8 +152,9 @@ CLAIMS = [r["name"] for r in experiments.listing() if r["claim"]]
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CLAIMS)
 def test_claim_direction_on_a_reduced_budget(name, runs):
-    """Each claim on its `quick` budget at one seed: every expectation is checked on measured values."""
+    """Each claim on its `quick` budget at one seed: the means point every expectation's way (one seed
+    gives no interval, so the verdicts themselves are inconclusive)."""
     c = experiments.load(name)
     r = experiments.run(c, seeds=c.seeds[:1], runs_dir=runs, quick=True)
-    failed = [(v.expectation, v.measured) for v in experiments.verdicts(c, r) if not v.holds]
+    failed = [(v.expectation, v.measured) for v in experiments.verdicts(c, r) if not v.means_agree]
     assert not failed, failed

@@ -18,6 +18,7 @@ experiment_app = typer.Typer(
 app.add_typer(experiment_app, name="experiment")
 
 SEEDS_HELP = "Comma-separated seeds (default: the claim's own, e.g. 0,1,2)."
+COLORS = {"holds": "green", "does not hold": "red", "inconclusive": "yellow"}
 QUICK_HELP = "A reduced budget (the claim's `quick` overrides): for a fast look, not for the record."
 
 
@@ -55,7 +56,8 @@ def list_():
         "[bold]Examples[/]\n\n"
         "  dlrun experiment run xor_hidden\n\n"
         "  dlrun experiment run learning_rate --seeds 0,1,2,3,4\n\n"
-        "  dlrun experiment run optimizers --quick"
+        "  dlrun experiment run optimizers --quick\n\n"
+        "  dlrun experiment run overfitting --settle --max-seeds 10"
     ),
 )
 @handle_errors
@@ -66,24 +68,38 @@ def run_(
     quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
     runs_dir: Path = typer.Option(Path("runs"), help="Runs go to RUNS_DIR/experiments/NAME/<condition>/."),
     out: Path = typer.Option(Path("reports"), help="Where results.json and the figure go."),
+    settle: bool = typer.Option(
+        False, "--settle", help="While an expectation is inconclusive, add seeds (up to --max-seeds in all)."
+    ),
+    max_seeds: int = typer.Option(10, help="With --settle: the budget, in seeds per condition."),
 ):
     """Run every condition of a claim at every seed, print the verdict table and write one figure."""
     from dlrun import experiments
+    from dlrun.errors import ConfigError
 
     claim = experiments.load(name)
+    wanted = _seeds(seeds)
+    if settle and max_seeds < len(wanted or claim.seeds):
+        raise ConfigError(f"--max-seeds {max_seeds}: fewer than the {len(wanted or claim.seeds)} seeds to start with")
     _check_writable(out, runs_dir, [claim])
     console = Console()
     console.print(f"[bold]{claim.name}[/]: {claim.statement}", highlight=False)
-    result = experiments.run(
+
+    def on_run(label, seed, value):
+        console.print(f"  {label} seed {seed}: {claim.measure} = {experiments.fmt(value)}", highlight=False)
+
+    result = experiments.run(claim, wanted, runs_dir, list(overrides or []), quick, on_run=on_run)
+    if settle and not experiments.settle(
         claim,
-        _seeds(seeds),
+        result,
+        max_seeds,
         runs_dir,
-        list(overrides or []),
-        quick,
-        on_run=lambda label, seed, value: console.print(
-            f"  {label} seed {seed}: {claim.measure} = {experiments.fmt(value)}", highlight=False
+        on_run,
+        on_more=lambda have, more: console.print(
+            f"inconclusive at {have} seeds; adding seeds {', '.join(map(str, more))}", highlight=False
         ),
-    )
+    ):
+        console.print(f"still inconclusive at {len(result.seeds)} seeds: the budget (--max-seeds {max_seeds}) is spent")
     experiments.save(result, out / claim.name / "results.json")
     fig = experiments.figure(claim, result, out / claim.name / f"{claim.name}.png")
     ok = _print_verdicts(console, claim, result)
@@ -114,14 +130,20 @@ def _print_verdicts(console: Console, claim, result) -> bool:
     verdicts = experiments.verdicts(claim, result)
     table = Table(header_style="bold")
     table.add_column("expectation")
-    table.add_column("measured")
+    table.add_column("measured (mean ± std)")
+    table.add_column("95% interval of left − right", justify="right")
     table.add_column("verdict")
     for v in verdicts:
-        table.add_row(v.expectation, v.measured, "[green]holds[/]" if v.holds else "[red]does not hold[/]")
+        table.add_row(v.expectation, v.measured, v.interval_text, f"[{COLORS[v.status]}]{v.text}[/]")
     print_table(table, console)
-    ok = all(v.holds for v in verdicts)
-    console.print(f"claim {'[green]holds[/]' if ok else '[red]does not hold[/]'}: {claim.statement}", highlight=False)
-    return ok
+    verdict = experiments.overall(verdicts)
+    color = COLORS[verdict if verdict in COLORS else experiments.INCONCLUSIVE]
+    console.print(f"claim [{color}]{verdict}[/]: {claim.statement}", highlight=False)
+    need = experiments.seeds_to_settle(verdicts)
+    if verdict.startswith(experiments.INCONCLUSIVE):
+        hint = f"about {need:.0f} seeds would settle it at this spread; " if 0 < need < float("inf") else ""
+        console.print(f"{hint}add seeds with --seeds or --settle", highlight=False)
+    return verdict == experiments.HOLDS
 
 
 @experiment_app.command(
@@ -153,7 +175,7 @@ def report_(
     for name, claim in zip(wanted, claims, strict=True):
         path = out / name / "results.json"
         result = None if rerun else experiments.load_result(path)
-        if result is not None and (result.seeds != claim.seeds or bool(result.overrides) != quick):
+        if result is not None and (result.seeds[: len(claim.seeds)] != claim.seeds or bool(result.overrides) != quick):
             result = None  # other seeds or budget than asked: run again
         if result is None:
             console.print(f"running {name} (~{claim.runtime_s:.0f} s)...", highlight=False)

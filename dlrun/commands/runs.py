@@ -100,3 +100,64 @@ def diff(
         delta = f"{vb - va:+.4f}" if va is not None and vb is not None else ""
         table.add_row(escape(key), *(f"{v:.4f}" if v is not None else "" for v in (va, vb)), delta)
     print_table(table)
+
+
+@app.command(
+    "compare",
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun compare runs/mlp-digits                  [dim]# its runs, grouped by config; seeds are repeats[/]\n\n"
+        "  dlrun compare runs/adam runs/sgd --metric test/acc --pairs all\n\n"
+        "  dlrun compare runs/sweeps/lr --format csv > compare.csv"
+    ),
+)
+@handle_errors
+def compare(
+    paths: list[Path] = typer.Argument(
+        ..., help="Run directories, groups, folders of runs, or one sweep directory.", show_default=False
+    ),
+    metric: str | None = typer.Option(None, help="The metric to compare (default: the runs' monitor)."),
+    pairs: str = typer.Option("best", help="best: the best condition against each other one; all: every pair."),
+    interval: str = typer.Option("t", help="The conditions' intervals: t (Student's t) or bootstrap (percentile)."),
+    test: str = typer.Option(
+        "auto", help="welch (Welch's t-test), permutation (exact), or auto: permutation below 5 seeds a side."
+    ),
+    confidence: float = typer.Option(0.95, help="The intervals' confidence level."),
+    fmt: str = typer.Option("table", "--format", help="table, csv or json."),
+):
+    """Conditions with mean, std and interval over seeds; pairs with difference, interval, p-value, effect
+    size (Cohen's d) and the seeds per condition a test needs to detect it with 80% power."""
+    from dlrun import compare as lib
+    from dlrun.errors import ConfigError
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt}: unknown; choose from: {', '.join(FORMATS)}")
+    c = lib.compare(paths, metric, pairs, interval, test, confidence)
+    if fmt == "csv":
+        print(lib.to_csv(c), end="")
+        return
+    if fmt == "json":
+        print(lib.to_json(c), end="")
+        return
+    level = f"{c.confidence:.0%}"
+    title = f"{c.metric} ({c.direction}): mean and {level} interval ({c.interval}) over seeds"
+    table = Table(title=title, show_header=True, header_style="bold")
+    for col in lib.CONDITION_COLUMNS:
+        table.add_column(
+            col if col != "interval" else f"{level} interval", justify="left" if col == "condition" else "right"
+        )
+    for row in lib.condition_rows(c):
+        table.add_row(*(escape(x) for x in row))
+    print_table(table)
+    if c.pairs:
+        table = Table(title=f"differences b - a, Welch's {level} interval", show_header=True, header_style="bold")
+        for col in lib.PAIR_COLUMNS:
+            table.add_column(
+                col if col != "interval" else f"{level} interval",
+                justify="left" if col in ("a", "b", "verdict") else "right",
+            )
+        for row in lib.pair_rows(c):
+            table.add_row(*(escape(x) for x in row))
+        print_table(table)
+    for label in c.left_out:
+        print(f"left out, no value of {c.metric}: {label}")

@@ -319,7 +319,8 @@ def boundary(
     epilog=(
         "[bold]Examples[/]\n\n"
         "  dlrun viz curves runs/mlp-digits/2026-01-01_12-00-00 runs/mlp-digits/2026-01-01_12-05-00\n\n"
-        "  dlrun viz curves runs/lr-sweep --out lr.png    [dim]# every run below a folder[/]"
+        "  dlrun viz curves runs/lr-sweep --out lr.png    [dim]# every run below a folder[/]\n\n"
+        "  dlrun viz curves runs/mlp-digits/2026-01-01_12-00-00   [dim]# a group: mean and 95% band over its seeds[/]"
     )
 )
 @handle_errors
@@ -333,16 +334,30 @@ def curves(
         "viz/curves.png in the folder that holds them all (the first one's if that is the current folder).",
         show_default=False,
     ),
+    band: str = typer.Option(
+        "ci",
+        help="Runs of one condition (the same config but the seed) are drawn as their mean with a band: ci "
+        "(the 95% interval of the mean), std (± 1 standard deviation), or none (every run on its own).",
+    ),
 ):
-    """Training and validation curves of several runs in one figure (from their metrics.jsonl)."""
+    """Training and validation curves of several runs in one figure (from their metrics.jsonl); repeats
+    of a condition as their mean with a band."""
+    from dlrun.bands import BANDS, conditions
+    from dlrun.errors import ConfigError
     from dlrun.viz import curves as lib
     from dlrun.viz.picture import save
 
+    if band not in BANDS:
+        raise ConfigError(f"--band {band}: unknown; choose from: {', '.join(BANDS)}")
     run_dirs = lib.expand_runs(list(runs))
     out = out or lib.default_out(list(runs))
     _check_writable(out, run_dirs)
-    series = [(label, lib.read_metrics(r)) for label, r in zip(lib.run_labels(run_dirs), run_dirs, strict=True)]
-    picture = save(lib.plot_curves(series), out, "viz/curves", run_dirs, 0)
+    if band == "none":
+        groups = [(label, [r]) for label, r in zip(lib.run_labels(run_dirs), run_dirs, strict=True)]
+    else:
+        groups = conditions(run_dirs)
+    series = [(label, [lib.read_metrics(r) for r in dirs]) for label, dirs in groups]
+    picture = save(lib.plot_curves(series, band), out, "viz/curves", run_dirs, 0)
     _report(picture, run_dirs, 0)
 
 

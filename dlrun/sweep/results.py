@@ -125,7 +125,21 @@ def sort_rows(rows: list[Row], direction: str) -> list[Row]:
 
 
 def varying_keys(rows: list[Row], keys: list[str]) -> list[str]:
-    return [k for k in keys if len({json.dumps(r.params.get(k), default=str) for r in rows}) > 1]
+    """The keys whose values differ between rows, less those that only follow another: a key missing from
+    some rows (`optim.beta1` of an Adam row beside SGD rows) whose value is fixed by a key that every row
+    has (`optim.name`) says nothing that key does not, and would be a column of blanks."""
+
+    def value(row: Row, key: str) -> str:
+        return json.dumps(row.params[key], default=str) if key in row.params else "\0missing"
+
+    vary = [k for k in keys if len({value(r, k) for r in rows}) > 1]
+    complete = [k for k in vary if all(k in r.params for r in rows)]
+
+    def follows(key: str, leader: str) -> bool:
+        seen: dict[str, str] = {}
+        return all(seen.setdefault(value(r, leader), value(r, key)) == value(r, key) for r in rows)
+
+    return [k for k in vary if k in complete or not any(follows(k, j) for j in complete if j != k)]
 
 
 # ----------------------------------------------------------------------------- a sweep
@@ -209,11 +223,17 @@ def from_study(study, spec, source: str, metric: str | None = None) -> Results:
 # ----------------------------------------------------------------------------- a folder of runs
 def from_runs(root: Path, metric: str | None = None) -> Results:
     """Group the runs under root by configuration (every config key but the seed); one row per group."""
-    from dlrun.train.rundir import warn_damaged
     from dlrun.train.summary import find_runs
 
+    return from_found(list(find_runs(root)), str(root), metric, root)
+
+
+def from_found(found: list[tuple[Path, Any]], source: str, metric: str | None = None, root: Path | None = None):
+    """Group runs (run directory, summary) by configuration; runs are named relative to root when given."""
+    from dlrun.train.rundir import warn_damaged
+
     runs = []
-    for run_dir, summary in find_runs(root):
+    for run_dir, summary in found:
         try:
             config = yaml.safe_load((run_dir / "config.yaml").read_text())
         except OSError:  # a run without its config.yaml cannot be grouped
@@ -225,7 +245,7 @@ def from_runs(root: Path, metric: str | None = None) -> Results:
             continue
         runs.append((run_dir, summary, flatten(config)))
     if not runs:
-        raise ConfigError(f"{root}: no runs there (a run has a summary.json and a config.yaml)")
+        raise ConfigError(f"{source}: no runs there (a run has a summary.json and a config.yaml)")
     runs.sort(key=lambda r: r[1].get("started_at") or 0)
     if metric is None:
         monitors = Counter(s.get("monitor") for _, s, _ in runs if s.get("monitor"))
@@ -254,13 +274,13 @@ def from_runs(root: Path, metric: str | None = None) -> Results:
                 metrics=metrics,
                 seeds=[c.get("trainer.seed") for _, _, c in members],
                 time_s=round(sum(s.get("wall_time_s") or 0.0 for _, s, _ in members), 3),
-                runs=[str(d.relative_to(root)) if d != root else str(d) for d, _, _ in members],
+                runs=[str(d.relative_to(root)) if root is not None and d != root else str(d) for d, _, _ in members],
                 overrides=_command_overrides(first_dir),
                 reason=next((s.get("message", "") for _, s, _ in members if s.get("status") != "completed"), ""),
             )
         )
     keys = sorted({k for r in rows for k in r.params})
-    return Results(str(root), metric, direction, sort_rows(rows, direction), varying_keys(rows, keys))
+    return Results(source, metric, direction, sort_rows(rows, direction), varying_keys(rows, keys))
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -298,6 +318,11 @@ def cell(value: Any) -> str:
     return "null" if value is None else str(value)
 
 
+def param_cell(row: Row, key: str) -> str:
+    """A row's value of a key; "-" where its config does not have the key."""
+    return cell(row.params[key]) if key in row.params else "-"
+
+
 def mean_std(row: Row) -> str:
     if row.mean is None:
         return ""
@@ -317,7 +342,7 @@ def table_rows(results: Results) -> list[list[str]]:
         time_s = f"{r.time_s:.1f} s" if r.time_s is not None else ""
         status = r.status + (f": {r.reason}" if r.reason and r.status != "completed" else "")
         out.append(
-            [name, *(cell(r.params.get(k)) for k in results.varying), mean_std(r), str(len(r.values)), status, time_s]
+            [name, *(param_cell(r, k) for k in results.varying), mean_std(r), str(len(r.values)), status, time_s]
         )
     return out
 
@@ -340,7 +365,7 @@ def to_csv(results: Results) -> str:
         writer.writerow(
             [
                 name,
-                *(_csv_value(r.params.get(k)) for k in results.varying),
+                *(_csv_value(r.params[k]) if k in r.params else "" for k in results.varying),
                 "" if r.mean is None else r.mean,
                 "" if r.std is None else r.std,
                 len(r.values),

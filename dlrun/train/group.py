@@ -67,5 +67,19 @@ def _group(specs: list[MemberSpec], hooks: Callbacks, group_dir, held: list) -> 
     fit_and_finish(sp, runs, hooks)
     summary = group_summary(sp, runs, specs, group_dir, started, first)
     summaries.write(group_dir, summary)
+    _margin_charts(group_dir, [r.run_dir for r in runs])
     hooks.end(summary)
     return summary
+
+
+def _margin_charts(group_dir: Path, run_dirs: list[Path]) -> None:
+    """The members' mean and 95% interval per metric, as TensorBoard margin charts in <group>/bands."""
+    from dlrun.bands import write_margin_charts
+    from dlrun.train.state import WRITE_ERRORS
+
+    try:
+        write_margin_charts(group_dir, run_dirs)
+    except OSError as e:  # the members' runs are complete: a chart that cannot be written is only said
+        if e.errno not in WRITE_ERRORS:
+            raise
+        print(f"warning: {group_dir / 'bands'}: the margin charts were not written ({e.strerror})", flush=True)

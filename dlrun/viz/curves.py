@@ -62,22 +62,29 @@ def run_labels(runs: list[Path]) -> list[str]:
     return ["/".join(Path(r).resolve().parts[-2:]) for r in runs]
 
 
-def plot_curves(runs: list[tuple[str, Series]]):
-    """Left: train/loss (solid) and val/loss (dashed) against the step, log scale; right: val/acc or val/mse."""
+def plot_curves(runs: list[tuple[str, list[Series]]], kind: str = "ci"):
+    """Left: train/loss (solid) and val/loss (dashed) against the step, log scale; right: val/acc or val/mse.
+    Each entry is a condition: its runs' mean per step, with a band (`ci`: the 95% interval of the mean,
+    `std`: mean ± standard deviation) where it has several runs."""
+    from dlrun.bands import band
     from dlrun.viz.picture import figure
 
     fig = figure(12.0, 4.6)
     loss_ax, metric_ax = fig.subplots(1, 2)
-    metric = "val/acc" if any("val/acc" in s for _, s in runs) else "val/mse"
-    for i, (label, series) in enumerate(runs):
+    metric = "val/acc" if any("val/acc" in s for _, group in runs for s in group) else "val/mse"
+    banded = False
+    for i, (label, group) in enumerate(runs):
         color = f"C{i % 10}"
-        for key, style in (("train/loss", "-"), ("val/loss", "--")):
-            if key in series:
-                steps, values = series[key]
-                loss_ax.plot(steps, values, style, color=color, lw=1.3, label=f"{label} {key.split('/')[0]}")
-        if metric in series:
-            steps, values = series[metric]
-            metric_ax.plot(steps, values, "-o", color=color, ms=3, lw=1.3, label=label)
+        n = f" ({len(group)} runs)" if len(group) > 1 else ""
+        for ax, key, style in ((loss_ax, "train/loss", "-"), (loss_ax, "val/loss", "--"), (metric_ax, metric, "-o")):
+            b = band(group, key, kind)
+            if b is None:
+                continue
+            name = f"{label}{n} {key.split('/')[0]}" if ax is loss_ax else f"{label}{n}"
+            ax.plot(b.steps, b.mean, style, color=color, lw=1.3, ms=3, label=name)
+            if b.n > 1 and kind != "none":
+                ax.fill_between(b.steps, b.low, b.high, color=color, alpha=0.2, lw=0)
+                banded = True
     loss_ax.set_yscale("log")
     loss_ax.set_xlabel("step")
     loss_ax.set_ylabel("loss (log scale)")
@@ -89,5 +96,9 @@ def plot_curves(runs: list[tuple[str, Series]]):
     metric_ax.set_title(metric)
     metric_ax.grid(alpha=0.3)
     metric_ax.legend(fontsize=7)
-    fig.suptitle(f"Learning curves of {len(runs)} run{'s' if len(runs) != 1 else ''}", fontsize=11)
+    total = sum(len(g) for _, g in runs)
+    title = f"Learning curves of {total} run{'s' if total != 1 else ''}"
+    if banded:
+        title += ": mean per condition, band " + ("95% interval of the mean" if kind == "ci" else "± 1 std")
+    fig.suptitle(title, fontsize=11)
     return fig
