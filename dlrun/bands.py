@@ -61,30 +61,42 @@ def band(runs: list[Series], tag: str, kind: str = "ci", confidence: float = 0.9
     return Band(steps, mean, mean - half, mean + half, n)
 
 
-def conditions(run_dirs: list[Path]) -> list[tuple[str, list[Path]]]:
-    """Runs grouped as `dlrun results` groups them (config.yaml less the seed), labelled by the keys that
-    differ; a run without a readable config is a condition of its own."""
-    from dlrun.compare import label_of
-    from dlrun.sweep.results import from_found
-    from dlrun.train import summary as summaries
+def read_series(run_dir: Path) -> Series:
+    """Every numeric metric of a run's metrics.jsonl as (steps, values); non-finite values ('nan') are dropped."""
+    from dlrun.files import read_jsonl
 
-    found = [(Path(d), summaries.read(Path(d)) or {}) for d in run_dirs]
-    grouped = [(d, s) for d, s in found if (d / "config.yaml").is_file()]
-    out: list[tuple[str, list[Path]]] = []
-    if grouped:
-        results = from_found(grouped, "runs", metric="train/loss")
-        rows = sorted(results.rows, key=lambda r: min(run_dirs.index(Path(p)) for p in r.runs))
-        for row in rows:
-            label = label_of(row, results.varying) if len(rows) > 1 else _common_name([Path(p) for p in row.runs])
-            out.append((label, [Path(p) for p in row.runs]))
-    inside = {d for d, _ in grouped}
-    out += [("/".join(d.resolve().parts[-2:]), [d]) for d, _ in found if d not in inside]
+    if not (Path(run_dir) / "metrics.jsonl").is_file():
+        raise ConfigError(f"{run_dir}: no metrics.jsonl there; give run directories (see `dlrun runs`)")
+    points: dict[str, list[tuple[int, float]]] = {}
+    for _, record in read_jsonl(Path(run_dir) / "metrics.jsonl"):  # a line cut short by a kill is left out
+        step = record.get("step", 0)
+        for key, value in record.items():
+            if key in ("step", "time") or not isinstance(value, int | float) or not math.isfinite(value):
+                continue
+            points.setdefault(key, []).append((step, float(value)))
+    return {k: (np.array([s for s, _ in v]), np.array([x for _, x in v])) for k, v in points.items()}
+
+
+def conditions(run_dirs: list[Path]) -> list[tuple[str, list[Path]]]:
+    """Runs grouped as `dlrun results` groups them (config.yaml less the seed), in the order given, labelled
+    by the keys that differ; a run without a readable config is a condition of its own."""
+    from dlrun.grouping import hyperparameters, key_of, label, run_config, varying_keys
+
+    groups: dict[str, tuple[dict, list[Path]]] = {}
+    for d in map(Path, run_dirs):
+        flat = run_config(d)
+        params = hyperparameters(flat) if flat is not None else {"run": str(d)}
+        groups.setdefault(key_of(params), (params, []))[1].append(d)
+    params = [p for p, _ in groups.values()]
+    varying = varying_keys(params, sorted({k for p in params for k in p}))
+    out = []
+    for p, dirs in groups.values():
+        name = "/".join(dirs[0].resolve().parts[-2:]) if len(dirs) == 1 else _common_name(dirs)
+        out.append((label(p, varying) if len(groups) > 1 and "run" not in p else name, dirs))
     return out
 
 
 def _common_name(runs: list[Path]) -> str:
-    if len(runs) == 1:
-        return "/".join(runs[0].resolve().parts[-2:])
     parents = {r.resolve().parent for r in runs}
     return f"{next(iter(parents)).name} ({len(runs)} runs)" if len(parents) == 1 else f"{len(runs)} runs"
 
@@ -99,8 +111,6 @@ def write_margin_charts(group_dir: Path, run_dirs: list[Path], confidence: float
     Written again from the members' metrics.jsonl each time (a resumed group included)."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from dlrun.viz.curves import read_metrics
-
     out = Path(group_dir) / "bands"
     shutil.rmtree(out, ignore_errors=True)
     groups = conditions(run_dirs)
@@ -110,7 +120,7 @@ def write_margin_charts(group_dir: Path, run_dirs: list[Path], confidence: float
     for label, dirs in groups:
         if len(dirs) < 2:
             continue
-        series = [read_metrics(d) for d in dirs]
+        series = [read_series(d) for d in dirs]
         tags = sorted(t for t in set.intersection(*(set(s) for s in series)) if not t.startswith(NOT_BANDED))
         category = f"{label}: " if several else ""
         category += f"mean and {confidence:.0%} interval over {len(dirs)} runs"

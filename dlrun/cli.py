@@ -6,6 +6,7 @@ Heavy modules (torch, hydra) are imported inside the commands, so `dlrun --help`
 from __future__ import annotations
 
 import gc
+import signal
 
 from dlrun.commands import app
 
@@ -18,11 +19,26 @@ def main(argv: list[str] | None = None) -> None:
     object torch and torch._dynamo created (about 0.5 s after a training run; the memory goes with the
     process). Atexit handlers and the flushing of open files run as usual.
     """
+    if argv is None:  # the program: output that cannot be written never stops it (dlrun/outputs.py)
+        from dlrun.outputs import guard
+
+        guard()
+        signal.signal(signal.SIGTERM, _terminated)  # training and sweeps put their own in place while they run
     try:
         app(args=argv, prog_name="dlrun")
     finally:
         if argv is None:
+            from dlrun.outputs import report
+
+            report()
             gc.freeze()
+
+
+def _terminated(signum, frame):
+    """SIGTERM outside a training (lr-find, viz, a claim between runs): one line and exit 143, as Ctrl-C's 130."""
+    from dlrun.errors import Terminated
+
+    raise Terminated
 
 
 __all__ = ["app", "main"]

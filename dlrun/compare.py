@@ -18,7 +18,8 @@ from typing import Any
 
 from dlrun import stats
 from dlrun.errors import ConfigError
-from dlrun.sweep.results import Results, Row, cell, collect, from_found
+from dlrun.grouping import label
+from dlrun.sweep.results import Results, Row, collect, from_found
 
 PAIRINGS = ("best", "all")
 
@@ -105,7 +106,7 @@ def gather(paths: list[Path], metric: str | None = None) -> Results:
 
 def label_of(row: Row, varying: list[str]) -> str:
     if varying:
-        return ", ".join(f"{k}={cell(row.params[k]) if k in row.params else '-'}" for k in varying)
+        return label(row.params, varying)
     return str(row.trial) if row.trial is not None else row.runs[0]
 
 

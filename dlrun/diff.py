@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from dlrun.errors import ConfigError
-from dlrun.sweep.results import flatten
+from dlrun.grouping import flatten
 from dlrun.train import summary as summaries
 
 MISSING = "(none)"

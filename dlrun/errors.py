@@ -33,3 +33,7 @@ class RunFailed(DlrunError):
     """The run itself failed on its merits (for example the loss diverged)."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, outside the loops that stop on it gracefully: the command ends with exit status 143."""

@@ -349,6 +349,8 @@ def run(
             try:
                 summary = train(cfg)
                 run_dir = Path(summary["run_dir"])
+                if summary["status"] == "interrupted":  # Ctrl-C stops the claim, not only this training
+                    raise KeyboardInterrupt
             except RunFailed:  # a divergence is a result here (the learning-rate claim needs it)
                 run_dir = _latest_run(runs_dir / "experiments" / claim.name / label)
                 summary = summaries.read(run_dir) or {}
@@ -556,7 +558,7 @@ def figure(claim: Claim, result: Result, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
     if claim.figure.startswith("curve:") and result.runs:
         from dlrun.bands import band
-        from dlrun.viz.curves import read_metrics as series_of
+        from dlrun.bands import read_series as series_of
 
         tag = claim.figure[6:]
         for k, (label, run_dirs) in enumerate(result.runs.items()):

@@ -47,13 +47,32 @@ def atomic_write(path: Path, data: str | bytes) -> None:
         f.write(data.encode() if isinstance(data, str) else data)
 
 
+NAME_MAX, PATH_MAX = 255, 4096  # bytes in one file name and in a whole path (Linux)
+PATH_ROOM = 200  # what a run directory's own files add below its folder
+
+
 def check_writable(folder: Path, what: str, hint: str = "give a folder you can write to") -> None:
     """A ConfigError naming `what` (e.g. `--out x.png`) unless files can be made in `folder` or, where it
     does not exist yet, in its nearest existing parent. Checked before a command's work; nothing is left behind."""
     from dlrun.errors import ConfigError
 
     existing = Path(folder).absolute()
+    too_long = [part for part in existing.parts if len(os.fsencode(part)) > NAME_MAX]
+    if too_long or len(os.fsencode(str(existing))) > PATH_MAX - PATH_ROOM:
+        what_is = (
+            f"the name {too_long[0][:40]}... is longer than {NAME_MAX} bytes"
+            if too_long
+            else (
+                f"the path is {len(os.fsencode(str(existing)))} bytes, and files below it need {PATH_ROOM} of the "
+                f"{PATH_MAX} a path may have"
+            )
+        )
+        raise ConfigError(f"{what}: {what_is}; {hint}")
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a link to nothing: mkdir would fail on it
+            raise ConfigError(
+                f"{what}: {existing} is a symbolic link to {os.readlink(existing)}, which does not exist; {hint}"
+            )
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"{what}: {existing} is a file, not a folder; {hint}")
@@ -82,3 +101,19 @@ def write_error(e: OSError) -> tuple[str, str]:
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"{where}: not writable ({e.strerror})", "make the folder writable"
     return f"{where}: cannot write ({e.strerror or e})", "check the disk"
+
+
+def read_jsonl(file: Path) -> list[tuple[str, dict]]:
+    """(line, record) of each line of a JSON-lines file that holds an object; a line cut short by a kill
+    (or any other unreadable line) is left out, and a missing file has none."""
+    import json
+
+    records = []
+    for line in Path(file).read_text(errors="replace").splitlines() if Path(file).is_file() else []:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append((line, record))
+    return records

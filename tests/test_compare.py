@@ -18,7 +18,7 @@ from conftest import dlrun
 from scipy import stats as sps
 
 from dlrun import compare, experiments, stats
-from dlrun.sweep.results import Row, varying_keys
+from dlrun.grouping import label, varying_keys
 
 # ----------------------------------------------------------------------------- the statistics
 
@@ -157,14 +157,15 @@ def test_compare_cli_formats(two_conditions):
 
 
 def test_only_columns_that_say_something():
-    rows = [
-        Row(params={"optim.name": "adam", "optim.lr": 1e-3, "optim.beta1": 0.9}, status="completed", values=[1]),
-        Row(params={"optim.name": "sgd", "optim.lr": 1e-2, "optim.momentum": 0.0}, status="completed", values=[1]),
-        Row(params={"optim.name": "adam", "optim.lr": 1e-3, "optim.beta1": 0.8}, status="completed", values=[1]),
+    params = [
+        {"optim.name": "adam", "optim.lr": 1e-3, "optim.beta1": 0.9},
+        {"optim.name": "sgd", "optim.lr": 1e-2, "optim.momentum": 0.0},
+        {"optim.name": "adam", "optim.lr": 1e-3, "optim.beta1": 0.8},
     ]
-    keys = sorted({k for r in rows for k in r.params})
+    keys = sorted({k for p in params for k in p})
     # momentum follows optim.name (missing where it is adam); beta1 does not (two adam values)
-    assert varying_keys(rows, keys) == ["optim.beta1", "optim.lr", "optim.name"]
+    assert varying_keys(params, keys) == ["optim.beta1", "optim.lr", "optim.name"]
+    assert label(params[1], ["optim.beta1", "optim.name"]) == "optim.beta1=-, optim.name=sgd"
 
 
 # ----------------------------------------------------------------------------- claims

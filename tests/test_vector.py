@@ -209,6 +209,7 @@ def test_cli_trains_a_group_and_runs_lists_its_members(runs):
     (folder,) = (runs / "mlp-digits").iterdir()
     group_summary = json.loads((folder / "summary.json").read_text())
     assert group_summary["kind"] == "group" and sorted(p.name for p in folder.iterdir() if p.is_dir()) == [
+        "bands",  # the members' mean and interval for TensorBoard's margin charts
         "seed0",
         "seed1",
     ]

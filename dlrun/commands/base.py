@@ -124,7 +124,11 @@ def handle_errors(fn):
                 if not e.own and os.environ.get("RANK", "0") != "0" and os.environ.get("WORLD_SIZE", "1") != "1":
                     raise SystemExit(e.exit_code) from None  # rank 0 prints what every rank raised
                 _fail(str(e), e.exit_code)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as e:
+                from dlrun.errors import Terminated
+
+                if isinstance(e, Terminated):
+                    _fail("terminated (SIGTERM)", 143)
                 _fail("interrupted", 130)
 
     return wrapper

@@ -116,6 +116,9 @@ def sweep(
             "dlrun sweep under torchrun: start the sweep itself without torchrun (several workers share a study "
             "through --storage)"
         )
+    for flag, value in (("--jobs", jobs), ("--trials", trials), ("--max-failures", max_failures)):
+        if value is not None and value < 1:  # checked for a new sweep and a resume alike
+            raise ConfigError(f"{flag} {value}: must be >= 1")
     if not cold:
         warm.start()  # its imports overlap composing and checking the sweep
     if resume is not None:
@@ -140,10 +143,6 @@ def sweep(
                 f"--resume takes its arguments from sweep.yaml; {given[0]} cannot change "
                 "(only --jobs, --trials, --max-failures and --cold can)"
             )
-        # checked as for a new sweep: what is given here is saved into sweep.yaml for every later resume
-        for flag, value in (("--jobs", jobs), ("--trials", trials), ("--max-failures", max_failures)):
-            if value is not None and value < 1:
-                raise ConfigError(f"{flag} {value}: must be >= 1")
         spec, sweep_dir = runner.resume(
             resume, jobs=jobs, trials=trials, max_failures=max_failures, warm=False if cold else None
         )

@@ -54,9 +54,25 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     raw, experiment = _hydra_compose(overrides)
     raw.pop("claim", None)  # an experiment's claim block is read by `dlrun experiment`, not by training
     cfg = validate(raw)
+    _numbers_for_bools(overrides, cfg)
     cfg.experiment = experiment
     cfg.plugins = plugins.loaded()  # recorded in config.yaml, so a resume loads them again
     return cfg
+
+
+def _numbers_for_bools(overrides: list[str], cfg: Config) -> None:
+    """`trainer.checkpoint=2`: Hydra turns a number given to a boolean key into true; refuse it instead."""
+    for override in overrides:
+        key, eq, value = override.lstrip("+~").partition("=")
+        try:
+            float(value)
+        except ValueError:
+            continue
+        node: Any = cfg
+        for part in key.split("."):
+            node = getattr(node, part, None)
+        if eq and isinstance(node, bool):
+            raise ConfigError(f"{key}: {value} is not a boolean; write {key}=true or {key}=false")
 
 
 def _hydra_compose(overrides: list[str]) -> tuple[dict[str, Any], str | None]:

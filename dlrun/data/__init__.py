@@ -15,5 +15,13 @@ __all__ = ["DATASETS", "KINDS", "Dataset", "Split", "Task", "augment", "build", 
 def build(cfg) -> Dataset:
     """The dataset named by `cfg.name` (a DataConfig), split and standardized."""
     from dlrun.data import bundled, files, images, mnist1d, sequences  # noqa: F401  (they register their sets)
+    from dlrun.errors import ConfigError
 
-    return DATASETS.get(cfg.name)(cfg)
+    builder = DATASETS.get(cfg.name)
+    data = builder(cfg)
+    if not isinstance(data, Dataset):  # a plugin's dataset function that forgot to return its data
+        raise ConfigError(
+            f"data={cfg.name}: its dataset function returned {type(data).__name__}, not a dlrun Dataset; "
+            "return one (dlrun.data.bundled.split_and_standardize makes it from arrays)"
+        )
+    return data

@@ -14,6 +14,7 @@ import torch
 
 from dlrun.data import cache
 from dlrun.data.base import DATASETS, Dataset, Split, Task
+from dlrun.errors import ConfigError
 
 
 def _sklearn_version() -> str:
@@ -32,6 +33,9 @@ def _split(idx: np.ndarray, y: np.ndarray, size: float, seed: int, kind: str) ->
         except ValueError:  # too few examples of a class (tiny sets): fall back to a plain random split
             pass
     return train_test_split(idx, test_size=size, random_state=seed)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def split_and_standardize(
@@ -54,18 +58,25 @@ def split_and_standardize(
     n = len(x)
     train, val, test = split_indices(name, y, kind, cfg, n_test)
 
-    x = x.astype(np.float64)
+    x = x_raw = x.astype(np.float64)
     stats: dict[str, np.ndarray] = {}
-    if cfg.standardize == "feature":
-        mean, std = x[train].mean(axis=0), x[train].std(axis=0)
-    elif cfg.standardize == "global":
-        mean, std = x[train].mean(), x[train].std()
-    elif cfg.standardize == "unit":  # min-max over all train values: train inputs span [0, 1] (digits: x / 16)
-        mean, std = x[train].min(), x[train].max() - x[train].min()
-    else:
-        mean, std = np.zeros(1), np.ones(1)
-    std = np.where(std > 1e-12, std, 1.0)  # constant features (e.g. digit borders) stay put
-    x = (x - mean) / std
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308: named below, not warned about
+        if cfg.standardize == "feature":
+            mean, std = x[train].mean(axis=0), x[train].std(axis=0)
+        elif cfg.standardize == "global":
+            mean, std = x[train].mean(), x[train].std()
+        elif cfg.standardize == "unit":  # min-max over all train values: train inputs span [0, 1] (digits: x / 16)
+            mean, std = x[train].min(), x[train].max() - x[train].min()
+        else:
+            mean, std = np.zeros(1), np.ones(1)
+        std = np.where(std > 1e-12, std, 1.0)  # constant features (e.g. digit borders) stay put
+        x = (x - mean) / std
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(np.abs(x) < FLOAT32_MAX)):
+        where = f"data.path={cfg.path}" if getattr(cfg, "path", None) else f"data={name}"
+        raise ConfigError(
+            f"{where}: its values (largest magnitude {np.nanmax(np.abs(x_raw)):.3g}) overflow when standardized "
+            f"(data.standardize={cfg.standardize}) or in float32; rescale them (float32 holds up to 3.4e38)"
+        )
     stats["x_mean"], stats["x_std"] = np.asarray(mean), np.asarray(std)
 
     if kind == "regression":

@@ -103,6 +103,8 @@ def read_csv(path: Path, target: str = "", task: str = "auto") -> tuple[np.ndarr
                     raise ConfigError(
                         f"{path}: line {reader.line_num} has {len(row)} fields, the header (line 1) has {len(header)}"
                     )
+                if any("\0" in cell for cell in row):
+                    raise ConfigError(f"{path}: line {reader.line_num} holds a NUL byte; this is not a text CSV file")
                 rows.append(row)
                 lines.append(reader.line_num)
     except (OSError, UnicodeDecodeError, csv.Error) as e:
@@ -142,9 +144,20 @@ def _load(path: Path, what: str) -> np.ndarray | np.lib.npyio.NpzFile:
             if not f.read(len(magic)).startswith(magic):
                 raise ConfigError(f"{what}={path}: not a {path.suffix} file (such as {writer} writes)")
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ConfigError(f"{what}={path}: cannot read it ({reason}); save numbers or text with {writer}") from None
+    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile) as e:
+        raise ConfigError(f"{what}={path}: cannot read it ({_reason(e)}); save numbers or text with {writer}") from None
+
+
+NPZ_HINT = "save arrays of numbers or text with np.savez(file, x=inputs, y=labels)"
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "allow_pickle" in text:  # an object array: loading it would run pickle, which dlrun never does
+        return "it holds object arrays, which only pickle can load, and dlrun does not load pickles"
+    if isinstance(e, MemoryError):
+        return "its header declares arrays larger than memory"
+    return text
 
 
 def read_arrays(path: Path, labels: str = "") -> tuple[np.ndarray, np.ndarray]:
@@ -157,7 +170,11 @@ def read_arrays(path: Path, labels: str = "") -> tuple[np.ndarray, np.ndarray]:
                 raise ConfigError(
                     f"{path}: no array '{missing[0]}' (arrays: {present}); save with np.savez(file, x=inputs, y=labels)"
                 )
-            x, y, x_name, y_name, where = arrays["x"], arrays["y"], "x", "y", f"{path}: "
+            try:
+                x, y = arrays["x"], arrays["y"]
+            except (ValueError, OSError, EOFError, MemoryError, zipfile.BadZipFile) as e:
+                raise ConfigError(f"data.path={path}: cannot read its arrays ({_reason(e)}); {NPZ_HINT}") from None
+            x_name, y_name, where = "x", "y", f"{path}: "
     else:
         if not labels:
             raise ConfigError("data.labels: required with an .npy file; give the labels' file (data.labels=y.npy)")
@@ -165,8 +182,17 @@ def read_arrays(path: Path, labels: str = "") -> tuple[np.ndarray, np.ndarray]:
             raise ConfigError(f"data.labels={labels}: no such file")
         x, y = _load(path, "data.path"), _load(Path(labels), "data.labels")
         x_name, y_name, where = str(path), f"data.labels={labels}", ""
+    if y.ndim == 0:
+        raise ConfigError(f"{where}{y_name} is a single value {y.shape}; give one label per example, shape (N,)")
+    if x.ndim == 0:
+        raise ConfigError(f"{where}{x_name} is a single value; give one row of features per example, shape (N, F)")
     if x.ndim == 1:
         x = x[:, None]
+    if np.iscomplexobj(x) or np.iscomplexobj(y):
+        name = x_name if np.iscomplexobj(x) else y_name
+        raise ConfigError(f"{where}{name} holds complex numbers; give real numbers (split real and imaginary parts)")
+    if x.ndim in INPUT_KINDS and 0 in x.shape[1:]:
+        raise ConfigError(f"{where}{x_name} has shape {x.shape}: no features; give at least one per example")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or x.ndim not in INPUT_KINDS:
         raise ConfigError(
             f"{where}{x_name} holds {x.dtype} values of shape {x.shape}; features must be numbers of shape "
@@ -208,7 +234,11 @@ def read_images(folder: Path, image_size: list[int] = (), channels: int = 0) -> 
         raise ConfigError(f"{folder}: one class sub-folder only ('{classes[0].name}'); give at least 2 classes")
     images, labels, files = [], [], []
     for sub in classes:
-        paths = sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = sorted(  # hidden files (._cat.png of macOS, editors' backups) are not examples
+            p
+            for p in sub.iterdir()
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
         if not paths:
             raise ConfigError(f"{sub}: no images ({', '.join(IMAGE_SUFFIXES)}); add some or remove the folder")
         for p in paths:
@@ -279,6 +309,18 @@ def _check_keys(cfg, fmt: str) -> None:
             raise ConfigError(f"data.{key}: applies to {what} only; data.path={cfg.path} is not one")
 
 
+def _regular(path: Path, key: str) -> None:
+    """A named pipe or a device would be read forever: only regular files (and folders of images) are read."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # missing: said where the file is read
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ConfigError(f"{key}={path}: not a regular file (a named pipe or a device); give a file or a folder")
+
+
 @DATASETS.register("files", "Your own data: a CSV file, .npz / .npy arrays or a folder of images (data.path)")
 def files(cfg) -> Dataset:
     if not cfg.path:
@@ -286,6 +328,9 @@ def files(cfg) -> Dataset:
     path = Path(cfg.path)  # absolute: the schema resolves it against the working directory
     if not path.exists():
         raise ConfigError(f"data.path={path}: no such file or folder")
+    _regular(path, "data.path")
+    if cfg.labels:
+        _regular(Path(cfg.labels), "data.labels")
     fmt = "images" if path.is_dir() else path.suffix.lower()
     if fmt not in (".csv", ".npz", ".npy", "images"):
         raise ConfigError(f"data.path={path}: unknown format '{path.suffix}'; give {FORMATS}")

@@ -3,12 +3,13 @@
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from dlrun.options.core import GROUPS, check_choice, declared, opt
+from dlrun.options.core import GROUPS, FieldError, check_choice, declared, opt
 from dlrun.options.data import DataConfig
 from dlrun.options.model import MLPConfig
 from dlrun.options.train import InitConfig, MSELossConfig, OptimConfig, RegularizerConfig, SchedConfig, TrainerConfig
 
 BACKPROPS = ("autograd", "manual")
+MAX_NAME_BYTES = 200  # a run name becomes a folder name: at most 255 bytes
 
 
 @dataclass
@@ -32,6 +33,15 @@ class Config:
 
     def __post_init__(self):
         check_choice("backprop", self.backprop, BACKPROPS)
+        if self.name is not None:
+            long = [part for part in str(self.name).split("/") if len(part.encode()) > MAX_NAME_BYTES]
+            if long or not str(self.name).strip("/"):
+                raise FieldError(
+                    "name",
+                    f"'{str(self.name)[:40]}...' has a part longer than {MAX_NAME_BYTES} bytes; give a shorter name"
+                    if long
+                    else "empty; give a name such as name=my-run",
+                )
 
 
 META_KEYS = tuple(f.name for f in fields(Config) if f.name not in GROUPS)

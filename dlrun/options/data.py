@@ -51,7 +51,7 @@ class RegressionConfig(DataConfig):
 
 @dataclass
 class SyntheticConfig(DataConfig):
-    n_samples: int = opt(1000, ge=20)  # examples in all splits together
+    n_samples: int = opt(1000, ge=20, le=10_000_000)  # examples in all splits together (generated in memory)
     noise: float = opt(0.1, ge=0.0)  # Gaussian noise std (units of the input or the target)
 
 
@@ -67,7 +67,7 @@ class ClustersConfig(SyntheticConfig):
 
 @dataclass
 class SequenceConfig(DataConfig):
-    n_samples: int = opt(2000, ge=20)  # sequences in all splits together
+    n_samples: int = opt(2000, ge=20, le=10_000_000)  # sequences in all splits together (generated in memory)
     length: int = opt(20, ge=2)  # time steps T
 
 
@@ -90,7 +90,7 @@ class FilesConfig(RegressionConfig):
     target: str = ""  # CSV: the label column; "" = the last column
     labels: str = ""  # .npy: the file of labels, one per row of data.path (data.path=x.npy data.labels=y.npy)
     task: str = opt("auto", choices=("auto", "classification", "regression"))  # auto: text or few integer labels
-    image_size: list[int] = opt([], ge=1)  # images: [H, W] to resize to; [] = keep (one size for all)
+    image_size: list[int] = opt([], ge=1, le=8192)  # images: [H, W] to resize to; [] = keep (one size for all)
     channels: int = 0  # images: 0 = infer (1 when every image is grayscale, else 3), 1 (grayscale) or 3 (RGB)
 
     def check(self):

@@ -111,6 +111,11 @@ def fit_reason(name: str, input_kind: str, input_shape: tuple[int, ...]) -> str 
     """None when model=NAME reads this kind of input, else a one-line reason (from its declared `inputs`)."""
     c = caps("model", name)
     if input_kind in c.inputs:
+        spatial = input_shape[1:]  # (C, L) or (C, H, W): the steps or pixels a convolution slides over
+        if c.inputs == GRID and input_kind in GRID and spatial and max(spatial) < 2:
+            one = "step" if input_kind == "signal" else "pixel"
+            shape = tuple(input_shape)
+            return f"it {c.reads}, and each input has a single {one} {shape}: no neighbours to convolve; try model=mlp"
         return None
     what = f"{prod(input_shape)} {input_kind} features" if input_kind == "tabular" else f"{input_kind} inputs"
     readers = ", ".join(f"model={n}" for n in declared_readers(input_kind))

@@ -1,8 +1,11 @@
 """Options of the learning algorithm: loss, optimizer, schedule, regularizer, initialization, trainer."""
 
+import os
 from dataclasses import dataclass
 
-from dlrun.options.core import Option, check_choice, declare, opt, option
+from dlrun.options.core import FieldError, Option, check_choice, declare, opt, option
+
+MAX_THREADS_PER_CORE = 8
 
 CLASSES = ("binary", "multiclass")
 
@@ -437,3 +440,10 @@ class TrainerConfig(Option):
 
     def check(self):
         check_choice("device", self.device.split(":")[0], DEVICES)
+        cores = os.cpu_count() or 1
+        if self.threads > MAX_THREADS_PER_CORE * cores:  # 100,000 threads crash the interpreter
+            raise FieldError(
+                "threads",
+                f"{self.threads} is more than {MAX_THREADS_PER_CORE} per core of this machine's {cores}; give at most "
+                f"{MAX_THREADS_PER_CORE * cores}, or 0 for PyTorch's default (one per core)",
+            )

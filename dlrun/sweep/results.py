@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from dlrun.errors import ConfigError
-from dlrun.options import not_hyperparameters
+from dlrun.grouping import cell, flatten, hyperparameters, key_of, varying_keys
 
 # keys of the overrides that the best command leaves out
 NOT_IN_COMMAND = ("trainer.seed", "resume")
@@ -124,24 +124,6 @@ def sort_rows(rows: list[Row], direction: str) -> list[Row]:
     return sorted(rows, key=key)
 
 
-def varying_keys(rows: list[Row], keys: list[str]) -> list[str]:
-    """The keys whose values differ between rows, less those that only follow another: a key missing from
-    some rows (`optim.beta1` of an Adam row beside SGD rows) whose value is fixed by a key that every row
-    has (`optim.name`) says nothing that key does not, and would be a column of blanks."""
-
-    def value(row: Row, key: str) -> str:
-        return json.dumps(row.params[key], default=str) if key in row.params else "\0missing"
-
-    vary = [k for k in keys if len({value(r, k) for r in rows}) > 1]
-    complete = [k for k in vary if all(k in r.params for r in rows)]
-
-    def follows(key: str, leader: str) -> bool:
-        seen: dict[str, str] = {}
-        return all(seen.setdefault(value(r, leader), value(r, key)) == value(r, key) for r in rows)
-
-    return [k for k in vary if k in complete or not any(follows(k, j) for j in complete if j != k)]
-
-
 # ----------------------------------------------------------------------------- a sweep
 def collect(path: Path | str, metric: str | None = None) -> Results:
     """The results of a sweep directory (it has sweep.yaml) or of a folder of runs."""
@@ -216,7 +198,7 @@ def from_study(study, spec, source: str, metric: str | None = None) -> Results:
             )
         )
     names = [axis.name for axis in space.axes]
-    varying = varying_keys(rows, names) or names
+    varying = varying_keys([r.params for r in rows], names) or names
     return Results(source, metric, direction, sort_rows(rows, direction), varying, list(spec.plugins))
 
 
@@ -252,11 +234,9 @@ def from_found(found: list[tuple[Path, Any]], source: str, metric: str | None = 
         metric = monitors.most_common(1)[0][0] if monitors else "val/loss"
     direction = direction_of(metric, known=[k for _, s, _ in runs for k in s.get("metrics", {})])
 
-    skip = not_hyperparameters()  # runs that differ only in these keys are repeats of one configuration
-    groups: dict[str, list] = {}
+    groups: dict[str, list] = {}  # runs that differ only in keys that change nothing learned are repeats
     for run in runs:
-        key = json.dumps({k: v for k, v in run[2].items() if k not in skip}, sort_keys=True, default=str)
-        groups.setdefault(key, []).append(run)
+        groups.setdefault(key_of(hyperparameters(run[2])), []).append(run)
     rows = []
     for members in groups.values():
         statuses = [s.get("status", "?") for _, s, _ in members]
@@ -268,7 +248,7 @@ def from_found(found: list[tuple[Path, Any]], source: str, metric: str | None = 
         first_dir, first_summary, first_config = members[0]
         rows.append(
             Row(
-                params={k: v for k, v in first_config.items() if k not in skip},
+                params=hyperparameters(first_config),
                 status="completed" if all(s == "completed" for s in statuses) else _worst(statuses),
                 values=[s["metrics"][metric] for _, s, _ in done if metric in s.get("metrics", {})],
                 metrics=metrics,
@@ -280,17 +260,7 @@ def from_found(found: list[tuple[Path, Any]], source: str, metric: str | None = 
             )
         )
     keys = sorted({k for r in rows for k in r.params})
-    return Results(source, metric, direction, sort_rows(rows, direction), varying_keys(rows, keys))
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """{"optim": {"lr": 0.1}} -> {"optim.lr": 0.1}; lists stay lists."""
-    if not isinstance(node, dict):
-        return {prefix: node}
-    out: dict[str, Any] = {}
-    for k, v in node.items():
-        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
+    return Results(source, metric, direction, sort_rows(rows, direction), varying_keys([r.params for r in rows], keys))
 
 
 def _worst(statuses: list[str]) -> str:
@@ -309,15 +279,6 @@ def _command_overrides(run_dir: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- formats
-def cell(value: Any) -> str:
-    """A hyperparameter value as a table shows it: 0.003162 for a float, [16] for a list."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    return "null" if value is None else str(value)
-
-
 def param_cell(row: Row, key: str) -> str:
     """A row's value of a key; "-" where its config does not have the key."""
     return cell(row.params[key]) if key in row.params else "-"

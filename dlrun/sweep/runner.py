@@ -699,7 +699,34 @@ def plan(
         warm=warm,
         vectorize=vectorize,
     )
+    if directory is not None:
+        _check_own_folder(spec, sweep_dir)
     return spec, sweep_dir
+
+
+def _check_own_folder(spec: SweepSpec, sweep_dir: Path) -> None:
+    """--dir names a new folder, or the folder of this very sweep (workers sharing a study); never a run's
+    folder or another sweep's, whose files the sweep would change."""
+    if not sweep_dir.is_dir():
+        return
+    if (sweep_dir / "summary.json").exists() or (sweep_dir / "config.yaml").exists():
+        raise ConfigError(f"--dir {sweep_dir}: a run's folder; give a new folder for the sweep")
+    if not (sweep_dir / "sweep.yaml").exists():
+        if any(p.name in ("trials", "study.db") for p in sweep_dir.iterdir()):
+            raise ConfigError(f"--dir {sweep_dir}: holds a sweep's files without its sweep.yaml; give a new folder")
+        return
+    other = SweepSpec.load(sweep_dir)
+    same = (other.overrides, other.study, other.storage, other.seeds) == (
+        spec.overrides,
+        spec.study,
+        spec.storage,
+        spec.seeds,
+    )
+    if not same:
+        raise ConfigError(
+            f"--dir {sweep_dir}: holds another sweep ({' '.join(other.overrides)}); give a new folder, "
+            f"or continue that one with: dlrun sweep --resume {sweep_dir}"
+        )
 
 
 def run(spec: SweepSpec, sweep_dir: Path, on_trial=None) -> dict[str, Any]:

@@ -163,16 +163,9 @@ def warn_damaged(file: Path, what: str = "a JSON object") -> None:
 
 def read_metrics(path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(line, record) of each readable line of metrics.jsonl; a line cut short by a kill is left out."""
-    file = path / "metrics.jsonl"
-    records = []
-    for line in file.read_text(errors="replace").splitlines() if file.is_file() else []:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append((line, record))
-    return records
+    from dlrun.files import read_jsonl
+
+    return read_jsonl(path / "metrics.jsonl")
 
 
 def truncate_metrics(path: Path, step: int) -> None:

@@ -52,7 +52,45 @@ class Record(Mapping):
         """From a summary.json of any version: unknown keys are left out, missing ones take their defaults."""
         known = {k: v for k, v in d.items() if k in cls._names()}
         known["version"] = d.get("version", 0)
+        hints = _hints(cls)
+        wrong = next((k for k, v in known.items() if not _conforms(v, hints[k])), None)
+        if wrong is not None:  # valid JSON of the wrong shape (metrics null, a time as text): damaged
+            raise TypeError(f"{wrong}: {known[wrong]!r} is not {hints[wrong]}")
         return cls(**known)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    import typing
+
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    """Whether a JSON value has the declared type (a float field takes an int; a bool is no number)."""
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_conforms(value, a) for a in args)
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        return isinstance(value, dict) and all(_conforms(v, args[1]) for v in value.values())
+    if origin is list:
+        return isinstance(value, list) and all(_conforms(v, args[0]) for v in value)
+    return isinstance(value, hint)
 
 
 @dataclass(eq=False)
@@ -123,9 +161,12 @@ def write(run_dir: Path, summary: Summary) -> None:
 
 def read(run_dir: Path) -> Summary | None:
     """The summary of a run or a group; None if summary.json is missing or damaged (not a JSON object)."""
+    path = Path(run_dir) / FILE
+    if not path.is_file():  # missing, or a named pipe that would be read forever
+        return None
     try:
-        d = json.loads((Path(run_dir) / FILE).read_text())
-    except (OSError, ValueError):  # ValueError: not JSON, or not UTF-8
+        d = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
         return None
     if not isinstance(d, dict):
         return None
@@ -150,7 +191,7 @@ def find_runs(root: Path) -> list[tuple[Path, RunSummary]]:
     for p in Path(root).rglob(FILE):
         summary = read(p.parent)
         if summary is None:
-            warn_damaged(p)
+            warn_damaged(p, "a JSON object of the fields and types dlrun writes")
         elif isinstance(summary, RunSummary):
             runs.append((p.parent, summary))
     return sorted(runs, key=lambda run: run[1].started_at or run[0].stat().st_mtime)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +12,10 @@ Series = dict[str, tuple[np.ndarray, np.ndarray]]  # metric -> (steps, values)
 
 
 def read_metrics(run_dir: Path) -> Series:
-    """Every numeric metric of a run's metrics.jsonl as (steps, values); non-finite values ('nan') are dropped."""
-    from dlrun.train.rundir import read_metrics as records
+    """Every numeric metric of a run's metrics.jsonl as (steps, values) (dlrun/bands.py)."""
+    from dlrun.bands import read_series
 
-    if not (Path(run_dir) / "metrics.jsonl").is_file():
-        raise ConfigError(f"{run_dir}: no metrics.jsonl there; give run directories (see `dlrun runs`)")
-    points: dict[str, list[tuple[int, float]]] = {}
-    for _, record in records(Path(run_dir)):  # a line cut short by a kill is left out
-        step = record.get("step", 0)
-        for key, value in record.items():
-            if key in ("step", "time") or not isinstance(value, int | float) or not math.isfinite(value):
-                continue
-            points.setdefault(key, []).append((step, float(value)))
-    return {k: (np.array([s for s, _ in v]), np.array([x for _, x in v])) for k, v in points.items()}
+    return read_series(run_dir)
 
 
 def expand_runs(paths: list[Path]) -> list[Path]:
