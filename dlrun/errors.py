@@ -22,6 +22,14 @@ class DlrunError(Exception):
     exit_code = 1
     own = False
 
+    def __str__(self) -> str:  # one line, whatever a quoted value held (a newline, a NUL)
+        return visible(super().__str__())
+
+
+def visible(text: str) -> str:
+    """Control characters as escapes (`\\n`, `\\x00`); letters of every script stay as they are."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
 
 class ConfigError(DlrunError):
     """Bad input: an unknown option or key, a wrong type, an out-of-range value, a missing file."""

@@ -9,6 +9,8 @@ resume or `dlrun viz` of the run finds it again.
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import importlib
 import importlib.metadata
@@ -84,9 +86,42 @@ def _load_one(source: str) -> None:
     _LOADED[str(path)] = name
 
 
+class PluginExit(BaseException):
+    def __init__(self, code: int):
+        self.code = code
+
+
+@contextlib.contextmanager
+def no_exit():
+    """os._exit inside a plugin's code (at import, or in the forward dlrun tries before training) raises
+    instead of ending dlrun with no word; the caller names the plugin."""
+    real = os._exit
+
+    def refuse(code: int = 0):
+        raise PluginExit(code)
+
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = real
+
+
+def exit_message(e: BaseException) -> str | None:
+    """`called os._exit(3)` or `called sys.exit(3)` for an exit raised in a plugin's code, else None."""
+    if isinstance(e, PluginExit):
+        return f"called os._exit({e.code}); a plugin must not end the process"
+    if isinstance(e, SystemExit):
+        return f"called sys.exit({e.code}); a plugin must not end the process"
+    return None
+
+
 def _import(name: str, run, what: str) -> str:
     try:
-        run()
+        with no_exit():
+            run()
+    except PluginExit as e:
+        raise ConfigError(f"{what}: {exit_message(e)} while loading") from None
     except ConfigError as e:
         raise ConfigError(f"{what}: {e}") from None
     except SystemExit as e:

@@ -383,3 +383,55 @@ def test_sweep_refuses_jobs_0_and_other_folders(tmp_path):
     line = one_error(dlrun("sweep", "data=xor", "trainer.epochs=1", "optim.lr=0.5,0.05", "--dir", str(other), "--cold"))
     assert "holds another sweep" in line and f"dlrun sweep --resume {other}" in line
     assert {p: p.stat().st_mtime_ns for p in other.rglob("*") if p.is_file()} == before
+
+
+def session_processes(sid: int) -> list[str]:
+    """The command lines of the processes in session sid (a sweep started in its own session and what it
+    started: trainings, the fork server, multiprocessing's resource tracker)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields[3]: the session; Z: a zombie, already gone
+            found.append(cmd)
+    return found
+
+
+def none_left(sid: int) -> list[str]:
+    deadline = time.time() + 15  # the resource tracker ends when it reads the end of its pipe
+    while (left := session_processes(sid)) and time.time() < deadline:
+        time.sleep(0.3)
+    return left
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_stopped_and_resumed_sweep_leaves_no_process(sig, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["sweep", "data=digits", "trainer.epochs=40", "optim.lr=0.1,0.01", "--jobs", "2", "--dir", str(sweep)]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "dlrun.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while not list(sweep.rglob("metrics.jsonl")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    p.send_signal(sig)
+    p.wait(timeout=120)
+    assert none_left(p.pid) == []
+    r = subprocess.Popen(
+        [sys.executable, "-m", "dlrun.cli", "sweep", "--resume", str(sweep)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    out, err = r.communicate(timeout=300)
+    assert r.returncode == 0, err[-2000:]
+    assert "best: val/acc" in out
+    assert none_left(r.pid) == []

@@ -174,6 +174,8 @@ def sweep(
     except KeyboardInterrupt:
         print(f"interrupted; continue with: dlrun sweep --resume {sweep_dir}", file=sys.stderr)
         raise typer.Exit(130) from None
+    finally:
+        warm.stop()  # no fork server outlives the sweep
 
     from dlrun.sweep.results import collect
 

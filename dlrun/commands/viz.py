@@ -202,7 +202,7 @@ def adversarial(
         "Default: a quarter of the valid input range (0.25 for inputs in 0..1).",
         show_default=False,
     ),
-    points: int = typer.Option(11, "--points", min=2, help="eps values on the curve."),
+    points: int = typer.Option(11, "--points", min=2, max=1001, help="eps values on the curve (at most 1,001)."),
     steps: int = typer.Option(40, "--steps", min=1, help="PGD steps (step size 2.5 eps / steps)."),
     restarts: int = typer.Option(2, "--restarts", min=1, help="PGD starts: x itself, then random points of the ball."),
     examples: int = typer.Option(4, "--examples", "-n", min=1, help="Examples drawn: clean, perturbed, difference."),
@@ -251,7 +251,7 @@ def adversarial(
 def landscape(
     run_dir: Path = _run_arg(),
     dims: int = typer.Option(2, "--dims", min=1, max=2, help="1: a curve along d; 2: a contour plot over (d, e)."),
-    points: int = typer.Option(51, "--points", min=3, help="Grid points per axis."),
+    points: int = typer.Option(51, "--points", min=3, max=1001, help="Grid points per axis (at most 1,001)."),
     span: float = typer.Option(1.0, "--range", min=0.0, help="The grid covers -range..range along each direction."),
     compare: Path | None = typer.Option(
         None, "--compare", help="A second run, drawn beside the first (same seed of directions).", show_default=False
@@ -297,7 +297,7 @@ def landscape(
 def boundary(
     run_dir: Path = _run_arg(),
     split: str = typer.Option("train", "--split", help="The points drawn: train, val or test."),
-    resolution: int = typer.Option(200, "--resolution", min=10, help="Grid points per axis."),
+    resolution: int = typer.Option(200, "--resolution", min=10, max=2000, help="Grid points per axis (at most 2,000)."),
     weights: str = _weights_opt(),
     out: Path | None = _out_opt(),
 ):

@@ -44,6 +44,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     other overrides may only change values (`trainer.epochs=8`), not swap group options.
     """
     overrides = list(overrides)
+    check_lengths(overrides)
     plugins.load(plugins.from_environment())  # every process dlrun starts inherits the plugins this way
     resume = [o for o in overrides if o.startswith("resume=")]
     if resume and resume[-1] != "resume=null":
@@ -73,6 +74,18 @@ def _numbers_for_bools(overrides: list[str], cfg: Config) -> None:
             node = getattr(node, part, None)
         if eq and isinstance(node, bool):
             raise ConfigError(f"{key}: {value} is not a boolean; write {key}=true or {key}=false")
+
+
+MAX_DIGITS = 1000  # Python refuses to read integers past 4,300 digits; no key takes more than 20
+
+
+def check_lengths(overrides: list[str]) -> None:
+    """A number of thousands of digits is refused before Hydra reads it (Python would raise deep inside)."""
+    for o in overrides:
+        run = max((len(m) for m in re.findall(r"\d+", o)), default=0)
+        if run > MAX_DIGITS:
+            key = o.partition("=")[0]
+            raise ConfigError(f"{key}: a number of {run:,} digits; give one that fits in 64 bits (at most 19 digits)")
 
 
 def _hydra_compose(overrides: list[str]) -> tuple[dict[str, Any], str | None]:
@@ -166,6 +179,14 @@ def _parse_message(e: Exception, overrides: list[str], keys: Callable[[], list[s
     if len(pieces) > 1 and _parses(joined):
         return f"{' '.join(pieces)}: the shell split this override at its spaces; quote it: {shlex.quote(joined)}"
     if "=" in o:
+        key, _, value = o.partition("=")
+        if value and not _parses(f"{key}={_quoted(value)}"):
+            return unparsable
+        if value and ("=" in value or any(ord(c) > 127 for c in value) or not value.isprintable()):
+            # `data.path=a=b.csv`, `model.activation=rélu`: Hydra reads them when the value is quoted
+            whole = f"{key}={_quoted(value)}"
+            shell = f'"{whole}"' if not any(c in whole for c in '"$`!\\') else shlex.quote(whole)
+            return f"{unparsable}; quote the value for Hydra and the whole for the shell: {shell}"
         return unparsable
     if i > 0 and "=" in overrides[i - 1]:  # `trainer.name=my run`: the shell split a value at its space
         return (
@@ -173,6 +194,11 @@ def _parse_message(e: Exception, overrides: list[str], keys: Callable[[], list[s
             f"quote both: {shlex.quote(f'{overrides[i - 1]} {o}')}"
         )
     return f"{o}: not an override; write group=option (model=cnn) or key=value (optim.lr=0.01)"
+
+
+def _quoted(value: str) -> str:
+    """A value in Hydra's quotes: '...' unless it holds a single quote."""
+    return f'"{value}"' if "'" in value else f"'{value}'"
 
 
 def _option_message(option: str, after: list[str], keys: Callable[[], list[str]]) -> str:

@@ -29,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 
 from dlrun import regularizers
 from dlrun.errors import ConfigError, RunFailed
+from dlrun.plugins import PluginExit, no_exit
 from dlrun.gradcheck import numeric
 from dlrun.gradcheck.kinks import KinkWatch
 
@@ -162,8 +163,9 @@ def load_factory(spec: str):
     source = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = source  # dataclasses and pickling look their module up here
     try:
-        loader_spec.loader.exec_module(source)
-    except SystemExit as e:
+        with no_exit():
+            loader_spec.loader.exec_module(source)
+    except (SystemExit, PluginExit) as e:
         raise ConfigError(f"--module {spec}: importing {path} {exit_call(e)}") from None
     except Exception as e:  # the user's file: any failure is bad input, told in one line
         raise ConfigError(f"--module {spec}: importing {path} failed: {one_line(e)}") from None
@@ -185,17 +187,19 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
-def exit_call(e: SystemExit) -> str:
+def exit_call(e: BaseException) -> str:
     code = "" if e.code is None else repr(e.code)
-    return f"called sys.exit({code}); a module to check must return, not exit"
+    call = "os._exit" if isinstance(e, PluginExit) else "sys.exit"
+    return f"called {call}({code}); a module to check must return, not exit"
 
 
 @contextmanager
 def refuse_exit(where: str):
     """sys.exit in the user's code is bad input: its status (0 reads as a pass) must not become dlrun's."""
     try:
-        yield
-    except SystemExit as e:
+        with no_exit():
+            yield
+    except (SystemExit, PluginExit) as e:
         raise ConfigError(f"{where} {exit_call(e)}") from None
 
 
@@ -230,8 +234,9 @@ def module_problem(spec: str, seed: int = 0) -> Problem:
     """factory() -> (nn.Module or autograd.Function subclass, example input or tuple of inputs)."""
     factory = load_factory(spec)
     try:
-        made = factory()
-    except SystemExit as e:
+        with no_exit():
+            made = factory()
+    except (SystemExit, PluginExit) as e:
         raise ConfigError(f"--module {spec}: the factory {exit_call(e)}") from None
     except Exception as e:
         raise ConfigError(f"--module {spec}: the factory raised {one_line(e)}") from None
@@ -250,6 +255,9 @@ def module_problem(spec: str, seed: int = 0) -> Problem:
             f"--module {spec}: the factory must return {shape} with a tensor or a tuple of tensors second"
         )
     names = argument_names(target, len(inputs))
+    empty = [name for name, t in zip(names, inputs, strict=True) if t.numel() == 0]
+    if empty:
+        raise ConfigError(f"--module {spec}: the example input {empty[0]} is empty; give at least one value to check")
     # gradients are checked at a point: NaN or inf there is a broken example, not a wrong gradient
     for name, t in zip(names, inputs, strict=True):
         if (bad := non_finite(t)) is not None:
@@ -262,9 +270,9 @@ def module_problem(spec: str, seed: int = 0) -> Problem:
     if isinstance(target, nn.Module):
         target = target.double().eval()  # dropout off, batch norm on its running statistics
     try:
-        with torch.no_grad():
+        with torch.no_grad(), no_exit():
             outs = as_tuple(ProjectedOutput(target, []).call(*inputs))
-    except SystemExit as e:
+    except (SystemExit, PluginExit) as e:
         raise ConfigError(f"--module {spec}: running it on the example input {exit_call(e)}") from None
     except Exception as e:
         raise ConfigError(f"--module {spec}: running it on the example input raised {one_line(e)}") from None

@@ -86,9 +86,18 @@ def check_plugin_model(model: nn.Module, name: str, input_shape: tuple[int, ...]
         raise ConfigError(f"{what}: it has no trainable parameter; give it at least one (an nn.Linear, say)")
     was = model.training
     model.eval()
+    from dlrun.plugins import exit_message, no_exit
+
     try:
-        with torch.no_grad():
-            out = model(torch.zeros(2, *input_shape))
+        try:
+            with torch.no_grad(), no_exit():
+                out = model(torch.zeros(2, *input_shape))
+        except BaseException as e:  # an exit in the plugin's forward is named, not obeyed
+            if (why := exit_message(e)) is None:
+                raise
+            raise ConfigError(f"{what}: its forward {why}") from None
+    except ConfigError:
+        raise
     except MemoryError:
         raise ConfigError(
             f"{what}: its forward ran out of memory on 2 examples of shape {tuple(input_shape)}"

@@ -106,6 +106,15 @@ def newton(params, cfg):
             f"optim=newton: the model has {n:,} parameters, above optim.max_params={cfg.max_params:,} "
             f"(the Hessian has n^2 entries); use a smaller model (e.g. model=linear) or raise optim.max_params"
         )
+    from dlrun.models import memory_bytes
+
+    need = 3 * n * n * 4  # the Hessian, its damped copy and the solve's factor, in float32
+    if need > memory_bytes():
+        raise ConfigError(
+            f"optim=newton: the model's {n:,} parameters make a Hessian of {n * n:,} entries, about "
+            f"{need / 2**30:,.0f} GiB to invert, more than this machine's {memory_bytes() / 2**30:.0f} GiB of memory; "
+            "use a smaller model (e.g. model=linear)"
+        )
     return Newton(params, lr=cfg.lr, damping=cfg.damping, weight_decay=cfg.weight_decay)
 
 

@@ -133,6 +133,10 @@ def parse(overrides: list[str]) -> Space:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
+    from dlrun.config.compose import check_lengths
+
+    check_lengths(list(overrides))
+
     try:
         parsed = OverridesParser.create().parse_overrides(list(overrides))
     except OverrideParseException as e:

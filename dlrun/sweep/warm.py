@@ -39,6 +39,16 @@ def start() -> None:
     forkserver.ensure_running()
 
 
+def stop() -> None:
+    """End the fork server (it would otherwise outlive the sweep for a moment, until it notices the sweep is
+    gone): close its lifeline and wait for it. Nothing to do when it was never started."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    if server is not None and getattr(server, "_forkserver_pid", None) and hasattr(server, "_stop"):
+        server._stop()  # closes the pipe the server watches, then waitpid: it exits at once
+
+
 def _child(argv: list[str], log: str, env: dict[str, str]) -> None:
     """In the forked trial: the sweep's environment now (the server's is from its start), output to log."""
     os.environ.clear()

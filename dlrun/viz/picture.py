@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from dlrun.files import atomic_write
+
+# class names in scripts the default font lacks (CJK, say) draw as boxes; matplotlib's warning per glyph
+# (several lines each) says nothing the picture does not
+warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from (current )?font", category=UserWarning)
 
 DPI = 100  # pixels per inch: a Figure of (W, H) inches is a PNG of (100 W, 100 H) pixels
 
