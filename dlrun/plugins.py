@@ -10,7 +10,6 @@ resume or `dlrun viz` of the run finds it again.
 from __future__ import annotations
 
 import contextlib
-
 import hashlib
 import importlib
 import importlib.metadata

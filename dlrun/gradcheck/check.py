@@ -29,9 +29,9 @@ from torch.overrides import TorchFunctionMode
 
 from dlrun import regularizers
 from dlrun.errors import ConfigError, RunFailed
-from dlrun.plugins import PluginExit, no_exit
 from dlrun.gradcheck import numeric
 from dlrun.gradcheck.kinks import KinkWatch
+from dlrun.plugins import PluginExit, no_exit
 
 TORCH_EPS, TORCH_ATOL, TORCH_RTOL = 1e-6, 1e-5, 1e-3  # torch.autograd.gradcheck's defaults
 FULL_LIMIT = 256  # torch.autograd.gradcheck runs on every coordinate up to this many, else on the sampled ones
