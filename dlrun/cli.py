@@ -6,6 +6,7 @@ Heavy modules (torch, hydra) are imported inside the commands, so `dlrun --help`
 from __future__ import annotations
 
 import gc
+import os
 import signal
 
 from dlrun.commands import app
@@ -23,7 +24,8 @@ def main(argv: list[str] | None = None) -> None:
         from dlrun.outputs import guard
 
         guard()
-        signal.signal(signal.SIGTERM, _terminated)  # training and sweeps put their own in place while they run
+        if os.environ.get("WORLD_SIZE", "1") in ("", "0", "1"):  # torchrun stops its ranks its own way
+            signal.signal(signal.SIGTERM, _terminated)  # training and sweeps put their own in place while they run
     try:
         app(args=argv, prog_name="dlrun")
     finally:

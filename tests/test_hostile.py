@@ -435,3 +435,36 @@ def test_a_stopped_and_resumed_sweep_leaves_no_process(sig, tmp_path):
     assert r.returncode == 0, err[-2000:]
     assert "best: val/acc" in out
     assert none_left(r.pid) == []
+
+
+DISK_FULL = """
+import errno
+import os
+
+if os.environ.get("DISK_FULL") == "1":
+    real_fsync = os.fsync
+
+    def full_fsync(fd):  # a checkpoint's temporary file cannot be synced: the disk is full
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(".last.pt."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    os.fsync = full_fsync
+"""
+
+
+def test_trials_the_disk_failed_run_again_on_resume(tmp_path, monkeypatch):
+    plugin = tmp_path / "disk_full.py"
+    plugin.write_text(DISK_FULL)
+    sweep = tmp_path / "sweep"
+    args = ["--plugin", str(plugin), "sweep", "data=xor", "trainer.epochs=2", "optim.lr=0.1,0.01", "--dir", str(sweep)]
+    monkeypatch.setenv("DISK_FULL", "1")
+    r = dlrun(*args, "--cold")
+    assert "no space left on" in (r.stdout + r.stderr).lower(), r.stdout[-2000:] + r.stderr[-2000:]
+    monkeypatch.setenv("DISK_FULL", "0")  # space freed
+    r = dlrun("--plugin", str(plugin), "sweep", "--resume", str(sweep))
+    assert r.returncode == 0, r.stderr[-2000:]
+    from dlrun.sweep.results import collect
+
+    rows = collect(sweep).rows
+    assert sorted(row.status for row in rows) == ["completed", "completed"], [(r.status, r.reason) for r in rows]

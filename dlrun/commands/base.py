@@ -124,6 +124,15 @@ def handle_errors(fn):
                 if not e.own and os.environ.get("RANK", "0") != "0" and os.environ.get("WORLD_SIZE", "1") != "1":
                     raise SystemExit(e.exit_code) from None  # rank 0 prints what every rank raised
                 _fail(str(e), e.exit_code)
+            except OSError as e:  # a write that failed outside a training's own handling: one line, exit 1
+                import errno
+
+                from dlrun.files import write_error
+
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):
+                    raise
+                what, todo = write_error(e)
+                _fail(f"{what}; {todo} (nothing was left half-written)", 1)
             except KeyboardInterrupt as e:
                 from dlrun.errors import Terminated
 

@@ -28,6 +28,7 @@ not count, its retry does. So a killed and resumed sweep ends with exactly N tri
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -99,8 +100,23 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# a trial's reason with these words failed for its disk, not for its configuration (write_error's words,
+# and the system's for ENOSPC, EDQUOT and EROFS)
+OUTSIDE = (
+    "no space left on the device",
+    "not writable (",
+    *(os.strerror(code) for code in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)),
+)
+
+
+def outside(reason: str) -> bool:
+    """Whether a trial failed for a reason outside it (its disk filled or turned read-only), not its own."""
+    return any(words in reason for words in OUTSIDE)
+
+
 def recover(study: optuna.Study) -> list[int]:
-    """Fail, and queue again, the running trials of this machine's sweep processes that have died.
+    """Fail, and queue again, the running trials of this machine's sweep processes that have died; queue
+    again the trials that failed for a reason outside them (a full disk), once each.
 
     A trial of a dead process on another machine is found by its heartbeat instead, after GRACE_S.
     """
@@ -108,6 +124,12 @@ def recover(study: optuna.Study) -> list[int]:
     callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     host = socket.gethostname()
     recovered = []
+    trials = study.get_trials(deepcopy=False)
+    again = retried(trials)
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get("outside") and t.number not in again:
+            callback(study, t)  # a copy with the same parameters, queued; the failed one gives way to it
+            recovered.append(t.number)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
         if worker_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
@@ -332,6 +354,7 @@ class Runner:
         overrides = self.space.overrides(trial.params)
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("reason", "")
+        trial.set_user_attr("outside", False)  # a retry of a trial the disk failed starts clean
         seeds = list(self.spec.seeds) if self.spec.seeds else [None]
         t = self.open[trial.number] = OpenTrial(trial, overrides, pending=seeds)
         if self.spec.vectorize >= 1 and (len(seeds) > 1 or self.spec.vectorize > 1):
@@ -479,6 +502,8 @@ class Runner:
             trial.set_user_attr("time_s", round(wall_time(results), 3))
             if t.failed:
                 trial.set_user_attr("reason", t.failed)
+                if outside(t.failed):  # a full disk is no verdict on the configuration: resume runs it again
+                    trial.set_user_attr("outside", True)
                 self.study.tell(trial, state=TrialState.FAIL)
             elif t.pruned:
                 self.study.tell(trial, state=TrialState.PRUNED)
