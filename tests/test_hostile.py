@@ -468,3 +468,56 @@ def test_trials_the_disk_failed_run_again_on_resume(tmp_path, monkeypatch):
 
     rows = collect(sweep).rows
     assert sorted(row.status for row in rows) == ["completed", "completed"], [(r.status, r.reason) for r in rows]
+
+
+def test_a_signal_between_ask_and_open_waits_for_the_trial_to_be_owned():
+    """The sweep holds SIGTERM while it asks for a trial and records it as its own: the handler runs after,
+    and finds the trial to fail and queue again (before, one SIGTERM in about 55 left it RUNNING)."""
+    from dlrun.sweep.runner import signals_held
+
+    seen = []
+    old = signal.signal(signal.SIGTERM, lambda *a: seen.append("handled"))
+    try:
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+            seen.append("owned")
+        time.sleep(0.1)
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert seen == ["owned", "handled"]
+
+
+FULL = """
+import errno
+import os
+
+target = os.environ["FULL"]
+real_fsync = os.fsync
+
+
+def full_fsync(fd):  # the file's temporary twin cannot be synced: the disk is full
+    if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(f".{target}."):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real_fsync(fd)
+
+
+os.fsync = full_fsync
+"""
+
+
+def test_a_full_disk_under_lr_find_and_viz_is_one_line(tmp_path, monkeypatch):
+    plugin = tmp_path / "full.py"
+    plugin.write_text(FULL)
+    monkeypatch.setenv("FULL", "lr.png")
+    out = tmp_path / "lr.png"
+    r = dlrun("--plugin", str(plugin), "lr-find", "data=iris", "--steps", "20", "--out", str(out))
+    assert "lr.png: no space left on the device; free some space" in one_error(r, 1)
+    assert not list(tmp_path.glob("lr.*")) and not list(tmp_path.glob(".lr.*"))
+    r = dlrun("train", "data=xor", "trainer.epochs=1", f"runs_dir={tmp_path / 'runs'}", "trainer.progress=none")
+    assert r.returncode == 0, r.stderr
+    (run,) = (tmp_path / "runs").glob("*/*")
+    monkeypatch.setenv("FULL", "boundary.png")
+    r = dlrun("--plugin", str(plugin), "viz", "boundary", str(run))
+    assert "boundary.png: no space left on the device" in one_error(r, 1)
+    assert not list((run / "viz").glob("*boundary*"))

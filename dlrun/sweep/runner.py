@@ -28,6 +28,7 @@ not count, its retry does. So a killed and resumed sweep ends with exactly N tri
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -112,6 +113,25 @@ OUTSIDE = (
 def outside(reason: str) -> bool:
     """Whether a trial failed for a reason outside it (its disk filled or turned read-only), not its own."""
     return any(words in reason for words in OUTSIDE)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """SIGINT and SIGTERM that arrive in the block are held and delivered when it ends (to the handlers that
+    were in place), so that what the block does is never cut in half."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda signum, frame: arrived.append(signum)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(arrived):
+            signal.raise_signal(sig)
 
 
 def recover(study: optuna.Study) -> list[int]:
@@ -342,21 +362,22 @@ class Runner:
         if len(counted(trials)) >= self.spec.trials:
             self.no_more = "budget"
             return False
-        trial = self.study.ask(self.space.distributions)
-        trial.set_user_attr("worker", worker_id())  # at once: `recover` finds a dead process's trials by it
-        # another process may have taken the last place between the count and the ask: the lowest numbers win
-        trials = self.study.get_trials(deepcopy=False)
-        if sum(t.number < trial.number for t in counted(trials)) >= self.spec.trials:
-            self.storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)  # for a later run
-            self.no_more = "budget"
-            return False
-        self.storage.record_heartbeat(trial._trial_id)
-        overrides = self.space.overrides(trial.params)
-        trial.set_user_attr("overrides", overrides)
-        trial.set_user_attr("reason", "")
-        trial.set_user_attr("outside", False)  # a retry of a trial the disk failed starts clean
-        seeds = list(self.spec.seeds) if self.spec.seeds else [None]
-        t = self.open[trial.number] = OpenTrial(trial, overrides, pending=seeds)
+        with signals_held():  # a SIGTERM between the ask and self.open would leave the trial RUNNING, unowned
+            trial = self.study.ask(self.space.distributions)
+            trial.set_user_attr("worker", worker_id())  # at once: `recover` finds a dead process's trials by it
+            # another process may have taken the last place between the count and the ask: the lowest numbers win
+            trials = self.study.get_trials(deepcopy=False)
+            if sum(t.number < trial.number for t in counted(trials)) >= self.spec.trials:
+                self.storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)  # for a later run
+                self.no_more = "budget"
+                return False
+            self.storage.record_heartbeat(trial._trial_id)
+            overrides = self.space.overrides(trial.params)
+            trial.set_user_attr("overrides", overrides)
+            trial.set_user_attr("reason", "")
+            trial.set_user_attr("outside", False)  # a retry of a trial the disk failed starts clean
+            seeds = list(self.spec.seeds) if self.spec.seeds else [None]
+            t = self.open[trial.number] = OpenTrial(trial, overrides, pending=seeds)
         if self.spec.vectorize >= 1 and (len(seeds) > 1 or self.spec.vectorize > 1):
             from dlrun.config import compose
             from dlrun.train.members import refusal
