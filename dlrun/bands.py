@@ -37,7 +37,7 @@ def band(runs: list[Series], tag: str, kind: str = "ci", confidence: float = 0.9
     have = [s[tag] for s in runs if tag in s]
     if not have:
         return None
-    steps = have[0][0]
+    steps = np.unique(have[0][0])  # a resumed run logs some steps twice
     for st, _ in have[1:]:
         steps = np.intersect1d(steps, st)
     if steps.size == 0:

@@ -29,6 +29,7 @@ class Condition:
     label: str
     row: Row
     estimate: stats.Estimate
+    values: list[float]  # the metric per seed, as compared
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -135,7 +136,7 @@ def compare(
         if not values:
             left_out.append(f"{label} ({row.status})")
             continue
-        conditions.append(Condition(label, row, stats.estimate(values, confidence, interval)))
+        conditions.append(Condition(label, row, stats.estimate(values, confidence, interval), values))
     if not conditions:
         raise ConfigError(f"{results.source}: no run has a value of {results.metric}; give --metric")
     index_pairs = (
@@ -145,19 +146,21 @@ def compare(
     )
     out = []
     for i, j in index_pairs:
-        a, b = conditions[i].row.values, conditions[j].row.values
+        a, b = conditions[i].values, conditions[j].values
         d = stats.difference(a, b, confidence, test)
-        out.append(Pair(i, j, d, _verdict(d, results.direction, len(a), len(b))))
+        out.append(Pair(i, j, d, _verdict(d, results.direction, len(a), len(b), 1 - confidence)))
     return Comparison(
         results.source, results.metric, results.direction, confidence, interval, conditions, out, left_out
     )
 
 
-def _verdict(d: stats.Difference, direction: str, na: int, nb: int) -> str:
+def _verdict(d: stats.Difference, direction: str, na: int, nb: int, alpha: float) -> str:
+    """Decided when the interval leaves out 0 and the printed test agrees (p < alpha, where it has one):
+    with 3 seeds a side a permutation test cannot go below p = 0.1, and then the verdict waits too."""
     low, high = d.interval.low, d.interval.high
-    if math.isnan(low) or low <= 0 <= high:
-        if d.interval.method == "point" and low == high == 0:
-            return "no difference"
+    if d.interval.method == "point" and low == high == 0:
+        return "no difference"
+    if math.isnan(low) or math.isnan(high) or low <= 0 <= high or (d.p == d.p and d.p >= alpha):
         return f"inconclusive at {na}+{nb} seeds"
     higher = low > 0
     return "b better" if higher == (direction == "maximize") else "b worse"
@@ -191,7 +194,9 @@ def pair_rows(c: Comparison) -> list[list[str]]:
     rows = []
     for p in c.pairs:
         d = p.difference
-        needed = "never" if math.isinf(d.seeds_needed) else f"{d.seeds_needed:.0f}"
+        needed = (
+            "" if math.isnan(d.seeds_needed) else "never" if math.isinf(d.seeds_needed) else f"{d.seeds_needed:.0f}"
+        )
         rows.append(
             [
                 c.conditions[p.a].label,

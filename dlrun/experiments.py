@@ -36,7 +36,7 @@ import numpy as np
 import yaml
 
 from dlrun import stats
-from dlrun.errors import ConfigError, RunFailed, suggest
+from dlrun.errors import ConfigError, suggest
 from dlrun.files import atomic_write
 from dlrun.registry import Registry
 
@@ -296,12 +296,10 @@ class Result:
     wall_time_s: float = 0.0
 
     def stat(self, label: str, measure: str) -> tuple[float, float]:
-        vals = self.values[label][measure]
-        if any(math.isnan(v) for v in vals):
-            return math.nan, math.nan
-        if any(math.isinf(v) for v in vals):
-            return statistics.fmean(vals) if len(set(vals)) == 1 else math.inf, math.nan
-        return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0
+        """Mean and sample standard deviation over the seeds (dlrun/stats.py's: exact for equal values,
+        infinite with a diverged run's loss, nan when a value is missing)."""
+        e = stats.estimate(self.values[label][measure])
+        return e.mean, e.std
 
 
 def run(
@@ -316,6 +314,10 @@ def run(
     """Train every condition at every seed (in this process) and measure each run; with `into`, add
     the seeds to an earlier result of the same claim (its overrides are used again)."""
     seeds = list(seeds if seeds is not None else claim.seeds)
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ConfigError(f"seeds {seeds}: give distinct seeds, at least one (a repeated seed repeats a run)")
+    if into is not None:
+        seeds = [s for s in seeds if s not in into.seeds]  # a seed the result has is not run again
     extra = into.overrides if into is not None else [*(claim.quick if quick else []), *overrides]
     started = time.perf_counter()
     result = into or Result(claim=claim.name, seeds=[], values={}, overrides=extra)
@@ -330,6 +332,7 @@ def run(
     from dlrun.config import compose
     from dlrun.train import summary as summaries
     from dlrun.train import train
+    from dlrun.train.state import Diverged
 
     for label, cond in claim.conditions.items():
         values = result.values.setdefault(label, {m: [] for m in claim.measures})
@@ -351,7 +354,7 @@ def run(
                 run_dir = Path(summary["run_dir"])
                 if summary["status"] == "interrupted":  # Ctrl-C stops the claim, not only this training
                     raise KeyboardInterrupt
-            except RunFailed:  # a divergence is a result here (the learning-rate claim needs it)
+            except Diverged:  # a divergence is a result here (the learning-rate claim needs it); a full disk is not
                 run_dir = _latest_run(runs_dir / "experiments" / claim.name / label)
                 summary = summaries.read(run_dir) or {}
             for m, spec in claim.measures.items():
@@ -384,6 +387,8 @@ def settle(
         if have >= max_seeds:
             return False
         need = seeds_to_settle(vs)
+        if not math.isfinite(need) and have >= 2:  # no spread to go by (a diverged run's inf): more seeds won't tell
+            return False
         target = min(max_seeds, max(have + 1, math.ceil(need) if math.isfinite(need) else have + 1))
         more = next_seeds(result, target - have)
         if on_more:
@@ -468,7 +473,15 @@ def _values(term: Term, claim: Claim, result: Result) -> list[float] | None:
     """The term's value per seed (factor included), or None for a plain number."""
     if term.label is None:
         return None
-    return [term.factor * v for v in result.values[term.label][term.measure or claim.measure]]
+    measure = term.measure or claim.measure
+    values = result.values.get(term.label, {}).get(measure)
+    if values is None:  # a check that does not return this value, or results of an older claim file
+        have = ", ".join(f"{k}.{m}" for k, ms in result.values.items() for m in ms)
+        raise ConfigError(
+            f"claim '{claim.name}': no values of {term.label}.{measure} in its results (they have: {have}); "
+            "fix the expectation, or run the claim again (--rerun)"
+        )
+    return [term.factor * v for v in values]
 
 
 def _difference(left: Term, lvals, right: Term, rvals) -> tuple[stats.Interval, float]:

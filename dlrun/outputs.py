@@ -38,7 +38,11 @@ class Quiet(io.TextIOBase):
     def write(self, text: str) -> int:
         if self.failed is None:
             try:
-                return self._stream.write(text)
+                try:
+                    return self._stream.write(text)
+                except UnicodeEncodeError:  # an ASCII or Latin-1 terminal: ± and box lines as escapes
+                    enc = self.encoding
+                    return self._stream.write(text.encode(enc, "backslashreplace").decode(enc))
             except (OSError, ValueError) as e:  # ValueError: write to a closed file
                 self._off(e)
         return len(text)
@@ -72,7 +76,16 @@ class Quiet(io.TextIOBase):
 
     @property
     def buffer(self):
-        return self._stream.buffer
+        """The byte stream under it while it works; a sink that drops everything once it failed."""
+        return self._stream.buffer if self.failed is None else _Sink()
+
+
+class _Sink(io.RawIOBase):
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return len(data)
 
 
 def _open_closed(fd: int) -> bool:

@@ -7,9 +7,9 @@ statistics are scipy.stats'. The conventions, which `dlrun compare` and the clai
   (`method="bootstrap"`, 9,999 resamples, seeded so that a table prints the same twice). One value
   gives no interval (-inf, inf); values that are all equal give the point itself.
 - A difference between two conditions is b - a, with Welch's interval (unequal variances).
-- Its p-value is Welch's t-test, or an exact permutation test of the difference of means; `auto`
-  takes the permutation test when either side has fewer than 5 seeds (Welch's t leans on normality
-  that so few seeds cannot show).
+- Its p-value is Welch's t-test, or a permutation test of the difference of means (exact up to 9,999
+  distinct splits, else 9,999 random ones); `auto` takes the permutation test when either side has
+  fewer than 5 seeds (Welch's t leans on normality that so few seeds cannot show).
 - The effect size is Cohen's d (the difference over the pooled standard deviation).
 - Seeds needed: the smallest number of seeds per condition at which a two-sided two-sample t-test
   at alpha = 0.05 detects an effect of this d with 80% power (noncentral t).
@@ -46,6 +46,9 @@ class Interval:
 
     def text(self, digits: int = 4) -> str:
         return f"[{_g(self.low, digits)}, {_g(self.high, digits)}]"
+
+
+NONE = Interval(-math.inf, math.inf, "none")  # one value: nothing is known of the spread
 
 
 @dataclass(frozen=True)
@@ -99,14 +102,18 @@ def estimate(values: Sequence[float], confidence: float = CONFIDENCE, method: st
     n = len(v)
     if any(math.isnan(x) for x in v):
         return Estimate(n, math.nan, math.nan, Interval(math.nan, math.nan, "none"))
+    if len(set(v)) == 1:  # exactly the value: fmean([0.8] * 3) is 0.8000000000000002, which would decide verdicts
+        return Estimate(n, v[0], 0.0 if n > 1 else math.nan, Interval(v[0], v[0], "point") if n > 1 else NONE)
+    try:
+        math.fsum(v)
+    except OverflowError:  # values near the float maximum: their sum is infinite
+        v = [math.copysign(math.inf, x) if abs(x) > 1e307 else x for x in v]
     if any(math.isinf(x) for x in v):  # a diverged run's loss: the mean is infinite, the spread unknown
         mean = math.inf if max(v) == math.inf else -math.inf
         mean = mean if not (max(v) == math.inf and min(v) == -math.inf) else math.nan
         kind = "point" if len(set(v)) == 1 else "range"
         return Estimate(n, mean, math.nan if kind == "range" else 0.0, Interval(min(v), max(v), kind))
     mean = statistics.fmean(v)
-    if n == 1:
-        return Estimate(1, mean, math.nan, Interval(-math.inf, math.inf, "none"))
     std = statistics.stdev(v)
     if std == 0:
         return Estimate(n, mean, 0.0, Interval(mean, mean, "point"))
@@ -208,7 +215,9 @@ def power(d: float, n: int, alpha: float = ALPHA) -> float:
 
 def seeds_needed(d: float, target: float = POWER, alpha: float = ALPHA) -> float:
     """The fewest seeds per condition that detect effect size d with `target` power (inf for d = 0 or nan)."""
-    if math.isnan(d) or d == 0:
+    if math.isnan(d):
+        return math.nan  # no spread known yet: unknown, not never
+    if d == 0:
         return math.inf
     if math.isinf(d) or power(d, 2, alpha) >= target:
         return 2.0
@@ -248,10 +257,17 @@ def seeds_to_separate(
     var = sum(statistics.variance(s) for s in sides)
     if var == 0:
         return float(max(len(s) for s in sides))
-    n = 2
-    while n <= MAX_SEEDS:
+
+    def narrow(n: int) -> bool:
         df = n - 1 if a is None else 2 * n - 2
-        if stats.t.ppf((1 + confidence) / 2, df) * math.sqrt(var / n) < abs(margin):
-            return float(n)
-        n = n + 1 if n < 64 else n * 2
-    return math.inf
+        return stats.t.ppf((1 + confidence) / 2, df) * math.sqrt(var / n) < abs(margin)
+
+    low, high = 1, 2
+    while not narrow(high):  # double, then bisect: the half-width falls as n grows
+        low, high = high, high * 2
+        if high > MAX_SEEDS:
+            return math.inf
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if not narrow(mid) else (low, mid)
+    return float(high)

@@ -289,3 +289,32 @@ def test_a_group_writes_margin_charts_and_viz_curves_draws_bands(tmp_path):
     assert r.returncode == 0 and out.stat().st_size > 10_000, r.stderr
     bad = dlrun("viz", "curves", str(group), "--band", "wide")
     assert bad.returncode == 2 and "--band wide: unknown; choose from: ci, std, none" in bad.stderr
+
+
+def test_edges_the_review_found():
+    # equal values are exactly themselves: fmean([0.8] * 3) is 0.8000000000000002
+    assert stats.estimate([0.8] * 3).interval == stats.Interval(0.8, 0.8, "point")
+    c = claim(check=None, conditions={"a": []}, measures={"test/acc": "test/acc"}, expect=["a <= 0.8"])
+    r = experiments.Result(claim="c", seeds=[0, 1, 2], values={"a": {"test/acc": [0.8] * 3}})
+    assert experiments.verdicts(c, r)[0].status == "holds"
+    # the seeds that separate, against a search one seed at a time
+    margin, values = 0.1, [1.0, 2.0, 3.0]
+    n = next(n for n in range(2, 2000) if sps.t.ppf(0.975, n - 1) * 1.0 / math.sqrt(n) < margin)
+    assert stats.seeds_to_separate(None, values, margin) == n == 387
+    # one seed a side: the seeds a test needs are unknown, not "never"
+    assert math.isnan(stats.difference([1.0], [4.0]).seeds_needed)
+    # 3 against 3 fully apart: Welch's interval leaves out 0 but the permutation test cannot pass 0.1
+    d = stats.difference([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert d.interval.low > 0 and d.test == "permutation" and d.p == pytest.approx(0.1)
+    assert compare._verdict(d, "maximize", 3, 3, 0.05) == "inconclusive at 3+3 seeds"
+
+
+def test_a_claim_refuses_repeated_or_no_seeds_and_names_a_missing_value():
+    c = claim()
+    with pytest.raises(experiments.ConfigError, match="distinct seeds"):
+        experiments.run(c, seeds=[0, 0, 1])
+    r = experiments.run(c, seeds=[0, 1])
+    bad = claim(expect=["a < typo"])
+    with pytest.raises(experiments.ConfigError, match=r"no values of typo.value"):
+        experiments.verdicts(bad, r)
+    assert experiments.run(c, seeds=[1, 2], into=r).seeds == [0, 1, 2]  # seed 1 is not run twice

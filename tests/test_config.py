@@ -108,3 +108,14 @@ def test_resume_overrides_change_values_not_groups(tmp_path):
 def test_validate_rejects_unknown_top_level_key():
     with pytest.raises(ConfigError, match="unknown top-level key"):
         validate({"modell": {}})
+
+
+def test_an_activation_asked_for_a_model_without_hidden_layers_is_refused():
+    """`model=linear model.activation=step` used to train logistic regression, the activation ignored."""
+    from dlrun.config import compose
+    from dlrun.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model.activation=step: this model has no hidden layer"):
+        compose(["model=linear", "model.activation=step"])
+    assert compose(["model.hidden=[8]", "model.activation=step"]).model.activation == "step"
+    assert compose(["model=linear"]).model.hidden == []

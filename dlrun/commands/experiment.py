@@ -28,9 +28,12 @@ def _seeds(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(s) for s in text.split(",") if s.strip()]
+        seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds {text}: give comma-separated integers, e.g. --seeds 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text}: give distinct comma-separated integers, e.g. --seeds 0,1,2")
+    return seeds
 
 
 @experiment_app.command("list", epilog="[bold]Examples[/]\n\n  dlrun experiment list")

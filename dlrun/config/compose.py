@@ -56,9 +56,23 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     raw.pop("claim", None)  # an experiment's claim block is read by `dlrun experiment`, not by training
     cfg = validate(raw)
     _numbers_for_bools(overrides, cfg)
+    _activation_without_hidden_layer(overrides, cfg)
     cfg.experiment = experiment
     cfg.plugins = plugins.loaded()  # recorded in config.yaml, so a resume loads them again
     return cfg
+
+
+def _activation_without_hidden_layer(overrides: list[str], cfg: Config) -> None:
+    """`model=linear model.activation=step` would train logistic regression: with no hidden layer no activation
+    is applied (the output goes to the loss as it is). Asking for one there is refused, never ignored."""
+    asked = [o for o in overrides if o.lstrip("+~").partition("=")[0] == "model.activation"]
+    if asked and getattr(cfg.model, "hidden", None) == [] and hasattr(cfg.model, "activation"):
+        value = asked[-1].partition("=")[2]
+        raise ConfigError(
+            f"model.activation={value}: this model has no hidden layer (model.hidden=[]), so no activation is "
+            "applied: its output goes to the loss as it is (the loss's own sigmoid or softmax); give a hidden layer "
+            "('model.hidden=[8]') or leave model.activation out"
+        )
 
 
 def _numbers_for_bools(overrides: list[str], cfg: Config) -> None:

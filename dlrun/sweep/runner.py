@@ -805,6 +805,7 @@ def resume(
     if not sweep_dir.is_dir():
         raise ConfigError(f"--resume {sweep_dir}: no such directory; give a sweep directory (runs/sweeps/...)")
     spec = SweepSpec.load(sweep_dir)
+    check_writable(sweep_dir, f"--resume {sweep_dir}", "make the sweep's folder writable, then resume")
     if jobs is not None:
         spec.jobs = jobs
     if trials is not None:
