@@ -28,6 +28,7 @@ def _phi(z: float) -> float:
 FORMULAS = {
     "identity": lambda z: z,
     "step": lambda z: 1.0 if z > 0 else 0.0,
+    "sign": lambda z: 1.0 if z >= 0 else -1.0,
     "sigmoid": lambda z: 1 / (1 + math.exp(-z)),
     "tanh": lambda z: (math.exp(z) - math.exp(-z)) / (math.exp(z) + math.exp(-z)),
     "relu": lambda z: max(0.0, z),
@@ -50,9 +51,10 @@ def test_activation_formula(name):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
 
 
-def test_step_gradient_is_zero():
+@pytest.mark.parametrize("unit", [act.Step, act.Sign])
+def test_threshold_units_have_zero_gradient(unit):
     z = torch.tensor(Z, dtype=torch.float64, requires_grad=True)
-    act.Step()(z).sum().backward()
+    unit()(z).sum().backward()
     assert torch.equal(z.grad, torch.zeros_like(z))
 
 

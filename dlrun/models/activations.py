@@ -27,9 +27,30 @@ class Step(nn.Module):
         return _HeavisideFn.apply(z)
 
 
+class _SignFn(torch.autograd.Function):
+    """sgn(z) = +1 if z >= 0 else -1, the threshold unit of the perceptron and ADALINE. Its derivative is 0
+    wherever it exists, so backward returns 0."""
+
+    @staticmethod
+    def forward(ctx, z):
+        return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return torch.zeros_like(grad_out)
+
+
+class Sign(nn.Module):
+    """The sign unit (+1 / -1); forward only (its gradient is zero)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return _SignFn.apply(z)
+
+
 ACTIVATIONS: Registry = Registry("model.activation")
 ACTIVATIONS.register("identity", "g(z) = z")(nn.Identity)
 ACTIVATIONS.register("step", "Heaviside step (zero gradient: cannot be trained by gradients)")(Step)
+ACTIVATIONS.register("sign", "+1 if z >= 0 else -1 (zero gradient: cannot be trained by gradients)")(Sign)
 ACTIVATIONS.register("sigmoid", "1 / (1 + exp(-z))")(nn.Sigmoid)
 ACTIVATIONS.register("tanh", "tanh(z)")(nn.Tanh)
 ACTIVATIONS.register("relu", "max(0, z)")(nn.ReLU)

@@ -106,6 +106,7 @@ def _gelu_derivative(z, a):
 ACTIVATION_FORMS = {
     "identity": (lambda z: z, lambda z, a: torch.ones_like(z)),
     "step": (lambda z: (z > 0).to(z.dtype), lambda z, a: torch.zeros_like(z)),  # no gradient reaches below
+    "sign": (lambda z: torch.where(z >= 0, 1.0, -1.0).to(z.dtype), lambda z, a: torch.zeros_like(z)),
     "sigmoid": (torch.sigmoid, lambda z, a: a * (1 - a)),
     "tanh": (torch.tanh, lambda z, a: 1 - a * a),
     "relu": (torch.relu, lambda z, a: (z > 0).to(z.dtype)),  # g'(0) = 0, as PyTorch

@@ -5,7 +5,7 @@ from math import prod
 
 from dlrun.options.core import FieldError, Option, caps, check_range, declared, opt, option
 
-ACTIVATIONS = ("identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu")
+ACTIVATIONS = ("identity", "step", "sign", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu")
 NORMS = ("none", "batch", "layer")
 CELLS = ("rnn", "lstm", "gru")
 READOUTS = ("last", "mean", "flatten")

@@ -24,7 +24,7 @@ Layers = list[tuple[str, str, Any]]  # (kind, parameter prefix, module)
 def stacked_layers(model: nn.Module, convs: bool) -> Layers:
     """The steps of dlrun's MLP or CNN as (kind, parameter prefix, module); [] for any other model (vmap).
     convs: whether convolutions run grouped (else a CNN stays under vmap)."""
-    from dlrun.models.activations import Step
+    from dlrun.models.activations import Sign, Step
     from dlrun.models.cnn import CNN
     from dlrun.models.mlp import MLP
 
@@ -43,7 +43,7 @@ def stacked_layers(model: nn.Module, convs: bool) -> Layers:
             steps.append(("conv", prefix, mod))
         elif type(mod) is InvertedDropout:
             steps.append(("dropout", prefix, mod))
-        elif type(mod) in ELEMENTWISE or type(mod) is Step:
+        elif type(mod) in ELEMENTWISE or type(mod) in (Step, Sign):
             steps.append(("act", prefix, mod))
         elif type(mod) in POOLS:
             steps.append(("pool", prefix, mod))
