@@ -149,3 +149,16 @@ def test_residual_mlp_adds_skip_connections():
     h4 = h3 + torch.tanh(L.fc4(h3))
     assert torch.allclose(res(x), L.out(h4), atol=1e-6)
     assert not torch.allclose(plain(x), res(x), atol=1e-3)
+
+
+def test_mlp_without_biases_and_with_a_scaled_skip():
+    """model.bias=false: z = W h in every layer; model.skip_scale: H(x) = F(x) + lambda x (by hand)."""
+    m = models.build(MLPConfig(hidden=[3, 3], bias=False), (2,), 1)
+    assert not [n for n, _ in m.named_parameters() if n.endswith("bias")]
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(m(x), (m.layers.fc2(m.layers.fc1(x).relu()).relu()) @ m.layers.out.weight.T)
+    r = models.build(MLPConfig(hidden=[3, 3], residual=True, skip_scale=0.5), (2,), 1)
+    layers = r.layers
+    h1 = layers.act1(layers.fc1(x))
+    h2 = layers.act2(layers.fc2(h1)) + 0.5 * h1
+    torch.testing.assert_close(r(x), layers.out(h2))

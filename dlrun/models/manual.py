@@ -296,7 +296,7 @@ def check(cfg, loss_name: str) -> None:
     supported = "model=mlp (or model=linear) without norm layers or skip connections and loss=" + ", ".join(LOSSES)
     if cfg.model.name != "mlp":
         raise ConfigError(f"backprop=manual supports {supported}; not model={cfg.model.name} (use backprop=autograd)")
-    if getattr(cfg.model, "residual", False):
+    if getattr(cfg.model, "residual", False) or getattr(cfg.model, "skip_scale", 1.0) != 1.0:
         raise ConfigError(f"backprop=manual supports {supported}; not model.residual=true (use backprop=autograd)")
     if cfg.model.norm != "none":
         raise ConfigError(

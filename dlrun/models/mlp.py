@@ -16,7 +16,8 @@ class MLP(nn.Module):
     """x -> [fc_i -> norm_i -> act_i -> drop_i] * len(hidden) -> out.
 
     With `residual`, a hidden layer as wide as the one before adds its input to its output:
-    h_i = h_{i-1} + drop(act(norm(W_i h_{i-1} + b_i))) (a skip connection around each such block).
+    h_i = skip_scale * h_{i-1} + drop(act(norm(W_i h_{i-1} + b_i))) (a skip connection around each such
+    block; H(x) = F(x) + lambda x with lambda = skip_scale). With bias=False every layer is z = W h.
     Layer names (fc1, act1, ..., out) are what `weights/<layer>/norm` and hooks refer to.
     """
 
@@ -29,14 +30,17 @@ class MLP(nn.Module):
         dropout: float = 0.0,
         norm: str = "none",
         residual: bool = False,
+        skip_scale: float = 1.0,
+        bias: bool = True,
     ):
         super().__init__()
         self.skip_from: set[str] = set()  # a block starts at fc_i (its input is saved) ...
         self.skip_to: set[str] = set()  # ... and the saved input is added after its last layer
+        self.skip_scale = skip_scale
         layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
         width = in_features
         for i, h in enumerate(hidden, start=1):
-            layers[f"fc{i}"] = nn.Linear(width, h)
+            layers[f"fc{i}"] = nn.Linear(width, h, bias=bias)
             if norm == "batch":
                 layers[f"bn{i}"] = nn.BatchNorm1d(h)
             elif norm == "layer":
@@ -48,7 +52,9 @@ class MLP(nn.Module):
                 self.skip_from.add(f"fc{i}")
                 self.skip_to.add(next(reversed(layers)))
             width = h
-        layers["out"] = nn.Linear(width, out_features)  # logits (or values); the loss applies sigmoid/softmax
+        layers["out"] = nn.Linear(
+            width, out_features, bias=bias
+        )  # logits (or values); the loss applies sigmoid/softmax
         self.layers = nn.Sequential(layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,10 +66,20 @@ class MLP(nn.Module):
                 saved = h
             h = layer(h)
             if name in self.skip_to:
-                h = h + saved
+                h = h + self.skip_scale * saved
         return h
 
 
 def build_mlp(cfg, input_shape: tuple[int, ...], out_features: int) -> MLP:
     """Multilayer perceptron; hidden=[] gives linear, logistic or softmax regression."""
-    return MLP(prod(input_shape), list(cfg.hidden), out_features, cfg.activation, cfg.dropout, cfg.norm, cfg.residual)
+    return MLP(
+        prod(input_shape),
+        list(cfg.hidden),
+        out_features,
+        cfg.activation,
+        cfg.dropout,
+        cfg.norm,
+        cfg.residual or getattr(cfg, "skip_scale", 1.0) != 1.0,  # a skip scale asks for skip connections
+        getattr(cfg, "skip_scale", 1.0),
+        getattr(cfg, "bias", True),
+    )

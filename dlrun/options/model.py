@@ -35,6 +35,8 @@ class MLPConfig(ModelConfig):
     dropout: float = opt(0.0, ge=0.0, lt=1.0)  # drop probability p of each hidden unit (inverted dropout)
     norm: str = opt("none", choices=NORMS)  # after each hidden linear layer
     residual: bool = False  # skip connections around hidden layers as wide as the layer before
+    skip_scale: float = opt(1.0, ge=0.0)  # skip connections H(x) = F(x) + skip_scale * x; not 1: residual on
+    bias: bool = True  # false: every layer is z = W h, with no b (through the origin)
 
 
 def check_per_layer(key: str, values: list[int], n: int) -> None:
