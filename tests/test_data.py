@@ -237,3 +237,18 @@ def test_the_data_cache_follows_xdg_unless_dlrun_data_is_set(monkeypatch, tmp_pa
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("DLRUN_DATA", str(tmp_path / "mine"))
     assert cache_dir() == tmp_path / "mine"
+
+
+def test_a_stratified_train_subset_for_debugging():
+    """data.n_train=200: 200 train examples with each class's share of the whole split; val and test unchanged."""
+    from dlrun.config import compose
+    from dlrun.data import build
+
+    full = build(compose(["data=digits"]).data)
+    small = build(compose(["data=digits", "data.n_train=200"]).data)
+    assert len(small.train) == 200 and len(small.val) == len(full.val) and len(small.test) == len(full.test)
+    share = torch.bincount(full.train.y, minlength=10).double() / len(full.train)
+    counts = torch.bincount(small.train.y, minlength=10).double()
+    assert (counts - 200 * share).abs().max() <= 1  # stratified: every class within one example of its share
+    again = build(compose(["data=digits", "data.n_train=200"]).data)
+    assert torch.equal(small.train.x, again.train.x)  # seeded by data.seed

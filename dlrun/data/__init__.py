@@ -24,4 +24,30 @@ def build(cfg) -> Dataset:
             f"data={cfg.name}: its dataset function returned {type(data).__name__}, not a dlrun Dataset; "
             "return one (dlrun.data.bundled.split_and_standardize makes it from arrays)"
         )
-    return data
+    return subset(data, getattr(cfg, "n_train", 0), getattr(cfg, "seed", 0)) if getattr(cfg, "n_train", 0) else data
+
+
+def subset(data: Dataset, n: int, seed: int) -> Dataset:
+    """The dataset with a seeded subset of n train examples, stratified by class for classification (each
+    class keeps its share); val, test and the standardization fitted on the whole train split stay as they are."""
+    from dataclasses import replace
+
+    import numpy as np
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    from dlrun.errors import ConfigError
+
+    total = len(data.train)
+    if n >= total:
+        raise ConfigError(f"data.n_train={n}: the train split of data={data.name} has {total:,} examples; give fewer")
+    y = data.train.y.cpu().numpy()
+    classes = data.task.kind != "regression"
+    if classes and n < len(np.unique(y)):
+        raise ConfigError(f"data.n_train={n}: fewer than the {len(np.unique(y))} classes; give at least one per class")
+    try:
+        keep, _ = train_test_split(np.arange(total), train_size=n, stratify=y if classes else None, random_state=seed)
+    except ValueError:  # a class with a single example cannot be split by class: a plain seeded sample
+        keep, _ = train_test_split(np.arange(total), train_size=n, random_state=seed)
+    idx = torch.as_tensor(np.sort(keep), device=data.train.x.device)
+    return replace(data, train=Split(data.train.x[idx], data.train.y[idx]))

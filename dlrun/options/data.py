@@ -37,6 +37,7 @@ class DataConfig(Option):
     test_fraction: float = opt(0.2, gt=0.0, lt=1.0)  # of all examples
     seed: int = opt(0, ge=0, lt=2**32)  # the split's seed (apart from trainer.seed: splits stay put across seeds)
     standardize: str = opt("feature", choices=STANDARDIZE)  # feature, global, unit or none; fitted on train
+    n_train: int = opt(0, ge=0)  # > 0: a subset of the train split of this size (stratified), for debugging
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def check(self):
