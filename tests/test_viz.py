@@ -375,6 +375,21 @@ def test_confusion(mlp_run):
     check_picture(result, mlp_run / "viz" / "confusion.png", mlp_run, "viz/confusion")
 
 
+def test_calibration_ece_by_hand_and_the_command(mlp_run):
+    from dlrun.viz import calibration
+
+    # 4 bins: confidences 0.1 and 0.2 (bin 0), 0.6 (bin 2), 0.9, 1.0 and 0.95 (bin 3)
+    conf = np.array([0.1, 0.2, 0.6, 0.9, 1.0, 0.95])
+    correct = np.array([0, 1, 1, 1, 1, 0])
+    r = calibration.reliability(conf, correct, bins=4)
+    assert list(r.count) == [2, 0, 1, 3]
+    by_hand = 2 / 6 * abs(0.5 - 0.15) + 1 / 6 * abs(1 - 0.6) + 3 / 6 * abs(2 / 3 - 0.95)
+    assert r.ece == pytest.approx(by_hand)
+    result = viz("calibration", mlp_run, "--bins", "10")
+    check_picture(result, mlp_run / "viz" / "calibration.png", mlp_run, "viz/calibration")
+    assert "expected calibration error (test split" in result.stdout
+
+
 # ----------------------------------------------------------------------------- activations and gradients
 def test_activation_gradients_match_autograd(mlp_run):
     run = load_run(mlp_run, "init")

@@ -361,6 +361,28 @@ def curves(
     _report(picture, run_dirs, 0)
 
 
+@viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz calibration runs/mlp-digits/2026-01-01_12-00-00 --bins 10")
+@handle_errors
+def calibration(
+    run_dir: Path = _run_arg(),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    bins: int = typer.Option(15, "--bins", min=2, max=100, help="Equal-width confidence bins on [0, 1]."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """Reliability diagram and expected calibration error: accuracy against confidence (classification only)."""
+    from dlrun.viz import calibration as lib
+    from dlrun.viz.load import load_run, require_classification
+
+    run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
+    require_classification(run, "calibration")
+    data = _split(run, split)
+    r = lib.of_model(run.model, data.x, data.y, bins)
+    print(f"expected calibration error ({split} split, {r.n} examples, {bins} bins): {r.ece:.4f}")
+    _save(lib.plot_reliability(r, f"Reliability diagram, {split} split"), run, "calibration", out)
+
+
 @viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz confusion runs/mlp-digits/2026-01-01_12-00-00")
 @handle_errors
 def confusion(
