@@ -390,6 +390,20 @@ def test_calibration_ece_by_hand_and_the_command(mlp_run):
     assert "expected calibration error (test split" in result.stdout
 
 
+def test_fit_draws_the_model_over_its_input(runs_dir, mlp_run):
+    from dlrun.viz import fit
+
+    run_dir = _train(runs_dir, "name=sine", "data=sine", "model.hidden=[16]", "model.activation=tanh")
+    run = load_run(run_dir)
+    x, y = fit.curve(run.model, -1.0, 1.0, points=7)
+    with torch.no_grad():
+        expected = run.model(torch.linspace(-1, 1, 7).unsqueeze(1))[:, 0].numpy()
+    assert np.allclose(x, np.linspace(-1, 1, 7), atol=1e-6) and np.allclose(y, expected, atol=1e-6)
+    result = viz("fit", run_dir)
+    check_picture(result, run_dir / "viz" / "fit.png", run_dir, "viz/fit")
+    one_line_error(viz("fit", mlp_run), "viz fit draws a regression on one input", "try data=sine")
+
+
 # ----------------------------------------------------------------------------- activations and gradients
 def test_activation_gradients_match_autograd(mlp_run):
     run = load_run(mlp_run, "init")

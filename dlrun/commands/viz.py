@@ -16,7 +16,8 @@ from dlrun.commands.base import app, handle_errors, print_table
 viz_app = typer.Typer(
     name="viz",
     help="Look inside a trained run: activation maximization, filters, saliency, adversarial examples, loss "
-    "landscapes, decision boundaries, learning curves, confusion matrices, activation histograms. Each picture "
+    "landscapes, decision boundaries, learning curves, confusion matrices, calibration, 1-D fits, activation "
+    "histograms. Each picture "
     "is written as a PNG (default RUN_DIR/viz/NAME.png) and logged to the run's TensorBoard under viz/NAME.",
     rich_markup_mode="rich",
     no_args_is_help=True,
@@ -359,6 +360,24 @@ def curves(
     series = [(label, [lib.read_metrics(r) for r in dirs]) for label, dirs in groups]
     picture = save(lib.plot_curves(series, band), out, "viz/curves", run_dirs, 0)
     _report(picture, run_dirs, 0)
+
+
+@viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz fit runs/universal_approximation/2026-01-01_12-00-00")
+@handle_errors
+def fit(run_dir: Path = _run_arg(), weights: str = _weights_opt(), out: Path | None = _out_opt()):
+    """A regression model's prediction over its one input, with the train and test points (1-D regression)."""
+    from dlrun.train import summary as summaries
+    from dlrun.viz import fit as lib
+    from dlrun.viz.load import load_run
+
+    run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
+    lib.require_1d_regression(run)
+    title = f"model={run.cfg.model.name} hidden={getattr(run.cfg.model, 'hidden', '')} on data={run.cfg.data.name}"
+    mse = (summaries.read(run.run_dir) or {}).get("metrics", {}).get("test/mse")
+    if mse is not None and weights == "last":
+        title += f" (test mse {mse:.4g})"
+    _save(lib.plot_fit(run, title), run, "fit", out)
 
 
 @viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz calibration runs/mlp-digits/2026-01-01_12-00-00 --bins 10")
