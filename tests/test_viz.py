@@ -20,10 +20,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from typer.testing import CliRunner
 
+from dlrun import models
 from dlrun.cli import app
 from dlrun.config import compose
 from dlrun.data import build as build_data
 from dlrun.errors import ConfigError
+from dlrun.options import MLPConfig
 from dlrun.train import train
 from dlrun.viz import activations as acts
 from dlrun.viz import actmax, adversarial, boundary, confusion, curves, landscape, saliency
@@ -402,6 +404,29 @@ def test_fit_draws_the_model_over_its_input(runs_dir, mlp_run):
     result = viz("fit", run_dir)
     check_picture(result, run_dir / "viz" / "fit.png", run_dir, "viz/fit")
     one_line_error(viz("fit", mlp_run), "viz fit draws a regression on one input", "try data=sine")
+
+
+def test_regions_of_a_hand_made_relu_layer(runs_dir):
+    """Three ReLUs whose lines x1 = 0.1, x2 = 0.2 and x1 + x2 = 0.5 cross inside the window cut it into
+    1 + 3 + 3 = 7 regions (lines in general position); two axis-aligned ones into 4."""
+    from dlrun.viz import regions
+
+    m = models.build(MLPConfig(hidden=[3]), (2,), 1)
+    with torch.no_grad():
+        m.layers.fc1.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        m.layers.fc1.bias.copy_(torch.tensor([-0.1, -0.2, -0.5]))
+    r = regions.regions(m, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), resolution=200)
+    assert r.count == 7 and r.units == 3 and r.ids.max() == 6
+    two = models.build(MLPConfig(hidden=[2]), (2,), 1)
+    with torch.no_grad():
+        two.layers.fc1.weight.copy_(torch.eye(2))
+        two.layers.fc1.bias.zero_()
+    assert regions.regions(two, np.array([-1.0, -1.0]), np.array([1.0, 1.0]), resolution=50).count == 4
+    deep = _train(runs_dir, "name=deep", "data=moons", "model.hidden=[8,8]", "trainer.epochs=3")
+    wide = _train(runs_dir, "name=wide", "data=moons", "model.hidden=[16]", "trainer.epochs=3")
+    result = viz("regions", deep, "--compare", str(wide), "--resolution", "100")
+    check_picture(result, deep / "viz" / "regions.png", deep, "viz/regions")
+    assert result.output.count("linear regions on a 100x100 grid") == 2
 
 
 # ----------------------------------------------------------------------------- activations and gradients

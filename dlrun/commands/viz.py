@@ -16,7 +16,7 @@ from dlrun.commands.base import app, handle_errors, print_table
 viz_app = typer.Typer(
     name="viz",
     help="Look inside a trained run: activation maximization, filters, saliency, adversarial examples, loss "
-    "landscapes, decision boundaries, learning curves, confusion matrices, calibration, 1-D fits, activation "
+    "landscapes, decision boundaries, linear regions, learning curves, confusion matrices, calibration, 1-D fits, activation "
     "histograms. Each picture "
     "is written as a PNG (default RUN_DIR/viz/NAME.png) and logged to the run's TensorBoard under viz/NAME.",
     rich_markup_mode="rich",
@@ -360,6 +360,45 @@ def curves(
     series = [(label, [lib.read_metrics(r) for r in dirs]) for label, dirs in groups]
     picture = save(lib.plot_curves(series, band), out, "viz/curves", run_dirs, 0)
     _report(picture, run_dirs, 0)
+
+
+@viz_app.command(
+    epilog=(
+        "[bold]Examples[/]\n\n  dlrun viz regions runs/deep/2026-01-01_12-00-00 --compare runs/wide/2026-01-01_12-05-00"
+    )
+)
+@handle_errors
+def regions(
+    run_dir: Path = _run_arg(),
+    compare: Path | None = typer.Option(None, "--compare", help="A second run drawn beside it (deeper against wider)."),
+    resolution: int = typer.Option(400, "--resolution", min=10, max=2000, help="Grid points per axis (at most 2,000)."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """Count and draw the linear regions of a ReLU network over its 2-D input (one on/off pattern each)."""
+    import torch
+
+    from dlrun.errors import ConfigError
+    from dlrun.viz import regions as lib
+    from dlrun.viz.load import load_run
+
+    runs = [load_run(run_dir, weights)] + ([load_run(compare, weights)] if compare is not None else [])
+    _check_writable(out, [r.run_dir for r in runs])
+    for r in runs:
+        if tuple(r.task.input_shape) != (2,):
+            raise ConfigError(
+                f"{r.run_dir}: viz regions draws a 2-D input; data={r.cfg.data.name} has {r.task.input_shape}"
+            )
+    x = torch.cat([r.data.train.x for r in runs]).cpu().numpy()
+    lo, hi = x.min(0), x.max(0)
+    pad = (hi - lo) * 0.25
+    panels = []
+    for r in runs:
+        found = lib.regions(r.model, lo - pad, hi + pad, resolution)
+        hidden = getattr(r.cfg.model, "hidden", "")
+        print(f"{r.run_dir}: {found.count} linear regions on a {resolution}x{resolution} grid, {found.units} ReLUs")
+        panels.append((f"{r.run_dir.name}: hidden={hidden}", found))
+    _save(lib.plot_regions(panels), runs[0], "regions", out)
 
 
 @viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz fit runs/universal_approximation/2026-01-01_12-00-00")
