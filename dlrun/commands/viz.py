@@ -17,7 +17,8 @@ viz_app = typer.Typer(
     name="viz",
     help="Look inside a trained run: activation maximization, filters, saliency, adversarial examples, loss "
     "landscapes, decision boundaries, linear regions, learning curves, confusion matrices, calibration, 1-D "
-    "fits, activation histograms. Each picture is written as a PNG (default RUN_DIR/viz/NAME.png) and logged to the run's TensorBoard under viz/NAME.",
+    "fits, activation histograms. Each picture is written as a PNG (default RUN_DIR/viz/NAME.png) and logged "
+    "to the run's TensorBoard under viz/NAME.",
     rich_markup_mode="rich",
     no_args_is_help=True,
     epilog=(
