@@ -751,3 +751,12 @@ def toeplitz_2d(kernel, size):
         for j in range(mw):
             t[:, i, j, :, i : i + fh, j : j + fw] = kernel
     return t.reshape(c_out * mh * mw, c_in * h * w)
+
+
+@CHECKS.register("threshold_units")
+def threshold_units(seed: int) -> dict[str, float]:
+    """Whether one McCulloch-Pitts unit computes AND, OR, NOT, NAND and XOR (1 or 0), decided exactly by a
+    linear program (dlrun/neuron.py); the seed does not enter: the answer is the same at every seed."""
+    from dlrun.neuron import GATES, gate_table, separable
+
+    return {name: float(separable(gate_table(name))) for name in GATES}
