@@ -173,11 +173,7 @@ def saliency(
 ):
     """Saliency maps |dS_c/dx| of the predicted class beside the inputs."""
     from dlrun.viz import saliency as lib
-    from dlrun.viz.load import load_run, require_classification
-
-    run = load_run(run_dir, weights)
-    _check_writable(out, [run.run_dir])
-    require_classification(run, "saliency")
+    run = _classifier(run_dir, weights, out, "saliency")
     data = _split(run, split)
     result = lib.saliency(run.model, data.x[:examples], data.y[:examples])
     _save(lib.plot_saliency(result, run.task), run, "saliency", out)
@@ -304,11 +300,7 @@ def boundary(
 ):
     """Decision regions of a classifier on 2-D inputs, with the data points."""
     from dlrun.viz import boundary as lib
-    from dlrun.viz.load import load_run, require_classification
-
-    run = load_run(run_dir, weights)
-    _check_writable(out, [run.run_dir])
-    require_classification(run, "boundary")
+    run = _classifier(run_dir, weights, out, "boundary")
     lib.check_2d(run.task.input_shape, run.cfg.data.name)
     data = _split(run, split)
     grid = lib.decision_grid(run.model, data.x, data.y, resolution)
@@ -430,11 +422,7 @@ def calibration(
 ):
     """Reliability diagram and expected calibration error: accuracy against confidence (classification only)."""
     from dlrun.viz import calibration as lib
-    from dlrun.viz.load import load_run, require_classification
-
-    run = load_run(run_dir, weights)
-    _check_writable(out, [run.run_dir])
-    require_classification(run, "calibration")
+    run = _classifier(run_dir, weights, out, "calibration")
     data = _split(run, split)
     r = lib.of_model(run.model, data.x, data.y, bins)
     print(f"expected calibration error ({split} split, {r.n} examples, {bins} bins): {r.ece:.4f}")
@@ -451,11 +439,7 @@ def confusion(
 ):
     """Confusion matrix on the test split (classification only)."""
     from dlrun.viz import confusion as lib
-    from dlrun.viz.load import load_run, require_classification
-
-    run = load_run(run_dir, weights)
-    _check_writable(out, [run.run_dir])
-    require_classification(run, "confusion")
+    run = _classifier(run_dir, weights, out, "confusion")
     data = _split(run, split)
     matrix = lib.confusion_matrix(run.model, data.x, data.y, run.task.n_classes)
     accuracy = matrix.trace() / max(matrix.sum(), 1)
@@ -502,6 +486,16 @@ def activations(
         print(f"{s.name:>16}  activation std {s.act_std:.3g}  gradient std {s.grad_std:.3g}")
     title = f"Activations and gradients of one batch of {min(batch, len(train))} ({weights} weights, {mode} mode)"
     _save(lib.plot_activations(stats, title), run, "activations", out)
+
+
+def _classifier(run_dir: Path, weights: str, out: Path | None, what: str):
+    """The run of a classifier, loaded, with its folder (and --out's) checked writable before the work."""
+    from dlrun.viz.load import load_run, require_classification
+
+    run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
+    require_classification(run, what)
+    return run
 
 
 def _split(run, name: str):
