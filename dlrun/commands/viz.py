@@ -173,6 +173,7 @@ def saliency(
 ):
     """Saliency maps |dS_c/dx| of the predicted class beside the inputs."""
     from dlrun.viz import saliency as lib
+
     run = _classifier(run_dir, weights, out, "saliency")
     data = _split(run, split)
     result = lib.saliency(run.model, data.x[:examples], data.y[:examples])
@@ -300,6 +301,7 @@ def boundary(
 ):
     """Decision regions of a classifier on 2-D inputs, with the data points."""
     from dlrun.viz import boundary as lib
+
     run = _classifier(run_dir, weights, out, "boundary")
     lib.check_2d(run.task.input_shape, run.cfg.data.name)
     data = _split(run, split)
@@ -422,6 +424,7 @@ def calibration(
 ):
     """Reliability diagram and expected calibration error: accuracy against confidence (classification only)."""
     from dlrun.viz import calibration as lib
+
     run = _classifier(run_dir, weights, out, "calibration")
     data = _split(run, split)
     r = lib.of_model(run.model, data.x, data.y, bins)
@@ -439,6 +442,7 @@ def confusion(
 ):
     """Confusion matrix on the test split (classification only)."""
     from dlrun.viz import confusion as lib
+
     run = _classifier(run_dir, weights, out, "confusion")
     data = _split(run, split)
     matrix = lib.confusion_matrix(run.model, data.x, data.y, run.task.n_classes)
