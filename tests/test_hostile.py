@@ -520,3 +520,22 @@ def test_a_full_disk_under_lr_find_and_viz_is_one_line(tmp_path, monkeypatch):
     r = dlrun("--plugin", str(plugin), "viz", "boundary", str(run))
     assert "boundary.png: no space left on the device" in one_error(r, 1)
     assert not list((run / "viz").glob("*boundary*"))
+
+
+def test_a_trial_its_sweep_never_signed_is_queued_again(tmp_path, monkeypatch):
+    """A kill -9 between Optuna's ask and the worker's signature leaves a RUNNING trial with no worker; the
+    next sweep (after UNSIGNED_S) fails it and queues it again, where it used to wait for it forever."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from dlrun.sweep import runner
+
+    monkeypatch.setattr(runner, "UNSIGNED_S", 0.2)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
+    study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # never signed: its process was killed
+    assert runner.recover(study) == []  # too young: another worker may be signing it now
+    time.sleep(0.3)
+    assert runner.recover(study) == [0]
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert "stopped before it recorded itself" in trials[0].user_attrs["reason"]

@@ -29,6 +29,7 @@ not count, its retry does. So a killed and resumed sweep ends with exactly N tri
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import json
 import os
@@ -134,6 +135,9 @@ def signals_held():
             signal.raise_signal(sig)
 
 
+UNSIGNED_S = 2.0  # a running trial with no worker recorded this long after its start was left by a killed sweep
+
+
 def recover(study: optuna.Study) -> list[int]:
     """Fail, and queue again, the running trials of this machine's sweep processes that have died; queue
     again the trials that failed for a reason outside them (a full disk), once each.
@@ -152,9 +156,16 @@ def recover(study: optuna.Study) -> list[int]:
             recovered.append(t.number)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker_host, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if worker_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+        if "worker" not in t.user_attrs:  # its process died between asking for it and signing it (a kill -9)
+            started = t.datetime_start or datetime.datetime.now()
+            if (datetime.datetime.now() - started).total_seconds() < UNSIGNED_S:
+                continue  # another worker may be signing it this moment
+            why = "its sweep process stopped before it recorded itself; queued again"
+        elif worker_host != host or not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
             continue
-        storage.set_trial_user_attr(t._trial_id, "reason", f"its sweep process ({pid}) stopped; queued again")
+        else:
+            why = f"its sweep process ({pid}) stopped; queued again"
+        storage.set_trial_user_attr(t._trial_id, "reason", why)
         try:
             if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 continue
