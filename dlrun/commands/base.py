@@ -109,6 +109,9 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+RANK_GRACE_S = 3.0  # how long a rank other than 0 waits before exiting on an error every rank raised
+
+
 def handle_errors(fn):
     """DlrunError -> one line on stderr and its exit status (2 for bad input, 1 for a failed run)."""
 
@@ -122,7 +125,12 @@ def handle_errors(fn):
                 return fn(*args, **kwargs)
             except DlrunError as e:
                 if not e.own and os.environ.get("RANK", "0") != "0" and os.environ.get("WORLD_SIZE", "1") != "1":
-                    raise SystemExit(e.exit_code) from None  # rank 0 prints what every rank raised
+                    # rank 0 prints what every rank raised: the others wait a moment before they exit, or
+                    # torchrun, seeing them fail first, could stop rank 0 before its line is written
+                    import time
+
+                    time.sleep(RANK_GRACE_S)
+                    raise SystemExit(e.exit_code) from None
                 _fail(str(e), e.exit_code)
             except OSError as e:  # a write that failed outside a training's own handling: one line, exit 1
                 import errno
