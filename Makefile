@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test lint tb bench gpu-check reproduce clean
+.PHONY: help install train test fuzz lint tb bench gpu-check reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ train: install  ## install, then train the default config (an MLP on digits)
 
 test: install  ## install, then run the test suite (PYTEST_WORKERS processes, default 2)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+fuzz: install  ## property tests with fresh random inputs (FUZZ_EXAMPLES per test, default 5000)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n $(PYTEST_WORKERS) tests/test_properties.py $(PYTEST_ARGS)
 
 lint: install  ## ruff
 	$(BIN)/ruff check dlrun tests experiments/plugins

@@ -8,6 +8,18 @@ import sys
 from dataclasses import fields, is_dataclass
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: `make test` draws the same examples every run (derandomize) so that a pass or a failure is
+# reproducible; `make fuzz` draws fresh random ones, many more, to look for new failures.
+HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+settings.register_profile(
+    "test", max_examples=100, deadline=5000, derandomize=True, database=None, suppress_health_check=HEALTH
+)
+settings.register_profile(
+    "fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES", "5000")), deadline=None, suppress_health_check=HEALTH
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "test"))
 
 
 @pytest.fixture(autouse=True, scope="session")

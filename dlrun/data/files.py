@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,20 @@ def read_csv(path: Path, target: str = "", task: str = "auto") -> tuple[np.ndarr
 
 
 # ----------------------------------------------------------------------------- .npz / .npy
+# What numpy and zipfile raise on a damaged file: a bad header, a cut-off member, a member marked encrypted
+# (RuntimeError) or compressed with a method zipfile lacks (NotImplementedError), deflate data that does not inflate.
+DAMAGED = (
+    OSError,
+    ValueError,
+    EOFError,
+    MemoryError,
+    RuntimeError,
+    NotImplementedError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+
+
 def _load(path: Path, what: str) -> np.ndarray | np.lib.npyio.NpzFile:
     """np.load without pickles; a file that is not what its suffix says is a ConfigError."""
     magic, writer = MAGIC[path.suffix.lower()]
@@ -144,7 +159,7 @@ def _load(path: Path, what: str) -> np.ndarray | np.lib.npyio.NpzFile:
             if not f.read(len(magic)).startswith(magic):
                 raise ConfigError(f"{what}={path}: not a {path.suffix} file (such as {writer} writes)")
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile) as e:
+    except DAMAGED as e:
         raise ConfigError(f"{what}={path}: cannot read it ({_reason(e)}); save numbers or text with {writer}") from None
 
 
@@ -172,7 +187,7 @@ def read_arrays(path: Path, labels: str = "") -> tuple[np.ndarray, np.ndarray]:
                 )
             try:
                 x, y = arrays["x"], arrays["y"]
-            except (ValueError, OSError, EOFError, MemoryError, zipfile.BadZipFile) as e:
+            except DAMAGED as e:
                 raise ConfigError(f"data.path={path}: cannot read its arrays ({_reason(e)}); {NPZ_HINT}") from None
             x_name, y_name, where = "x", "y", f"{path}: "
     else:
