@@ -58,7 +58,8 @@ def test_experiment_holds_only_what_it_changes():
         (["model.hidden=3"], ["model.hidden", "not a list"]),
         (["data=diabetes", "data.noise=1"], ["data.noise", "unknown key"]),
         (["data=xor", "+data.classes=3"], ["data.classes", "unknown key"]),  # xor is binary by definition
-        (["loss=cross_entropy", "+loss.form=half_sum"], ["loss.form", "unknown key"]),  # mse only
+        (["loss=cross_entropy", "loss.form=half_sum"], ["loss.form", "choose from: mean, sum"]),  # half_sum: mse only
+        (["loss=bce", "+loss.targets=01"], ["loss.targets", "unknown key"]),  # mse on a binary task only
     ],
 )
 def test_bad_input_is_one_line_naming_the_key(overrides, must_contain):

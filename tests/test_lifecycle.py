@@ -296,7 +296,7 @@ def test_every_declared_task_is_the_task_its_data_has():
     from dlrun.options.data import known_task
 
     for name, decl in options.declared("data").items():
-        if decl.caps.download or name == "files":
+        if decl.caps.download or decl.caps.local or name == "files":
             continue
         cfg = compose([f"data={name}"]).data
         task = known_task(cfg)

@@ -133,10 +133,11 @@ def test_compatible_pairs_resolve_to_themselves(name, task):
     assert losses.resolve(name, task) == name
 
 
-# the valid losses for each task kind (curriculum: bce is binary only, mse regression only)
+# the valid losses for each task kind (curriculum: bce and the perceptron criterion are binary only; mse is
+# regression's, and a binary task's when asked for by name: ADALINE)
 VALID = {
     "multiclass": {"auto", "cross_entropy", "nll"},
-    "binary": {"auto", "cross_entropy", "nll", "bce"},
+    "binary": {"auto", "cross_entropy", "nll", "bce", "mse", "perceptron"},
     "regression": {"auto", "mse"},
 }
 
@@ -146,7 +147,8 @@ VALID = {
     [
         ("bce", MULTICLASS),
         ("mse", MULTICLASS),
-        ("mse", BINARY),
+        ("perceptron", MULTICLASS),
+        ("perceptron", REGRESSION),
         ("cross_entropy", REGRESSION),
         ("nll", REGRESSION),
         ("bce", REGRESSION),

@@ -100,7 +100,7 @@ def _print_summary(summary: dict) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in summary["metrics"].items():
-        table.add_row(key, f"{value:.4f}")
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else f"{value:.4f}")  # counts stay integers
     table.add_row("parameters", f"{summary['params']:,}")
     table.add_row("steps", f"{summary['step']} ({summary['epoch']:g} epochs)")
     table.add_row("train time", f"{summary['train_time_s']:.2f} s")
@@ -109,5 +109,7 @@ def _print_summary(summary: dict) -> None:
         table.add_row("samples/s", f"{summary['samples_per_s']:,.0f}")
     table.add_row("device", summary["device"])
     print_table(table, console)
+    if summary.get("message") and summary["status"] == "completed":  # why it ended before its last step
+        console.print(summary["message"], highlight=False, soft_wrap=True)
     console.print(f"run directory: {summary['run_dir']}", highlight=False, soft_wrap=True)
     console.print(f"tensorboard --logdir {Path(summary['run_dir']).parent.parent}", highlight=False, soft_wrap=True)

@@ -52,6 +52,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
         rest = [o for o in overrides if not o.startswith("resume=")]
         return load_run_config(run_dir, rest, resume=True)
     _check_choices(overrides)
+    overrides = implied(overrides) + overrides
     raw, experiment = _hydra_compose(overrides)
     raw.pop("claim", None)  # an experiment's claim block is read by `dlrun experiment`, not by training
     cfg = validate(raw)
@@ -60,6 +61,24 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     cfg.experiment = experiment
     cfg.plugins = plugins.loaded()  # recorded in config.yaml, so a resume loads them again
     return cfg
+
+
+def implied(overrides: list[str]) -> list[str]:
+    """The overrides model=NAME brings (its ModelCaps.implies: the perceptron's rule is SGD with lr 1 on batches
+    of one), less those whose key the command line sets and the keys of a group it swaps (optim=adam drops
+    the implied optim=sgd and optim.lr=1)."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.lstrip("+~").partition("=")[0] == "model" and "=" in o]
+    if not chosen or chosen[-1] not in declared("model"):
+        return []
+    given = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    swapped = {key for key in given if "." not in key}
+    out = []
+    for o in declaration("model", chosen[-1]).caps.implies:
+        key = o.partition("=")[0]
+        if key in given or ("." in key and key.split(".")[0] in swapped):
+            continue
+        out.append(o)
+    return out
 
 
 def _activation_without_hidden_layer(overrides: list[str], cfg: Config) -> None:

@@ -6,16 +6,23 @@ import warnings
 
 from torch import nn
 
+from dlrun import options
 from dlrun.errors import ConfigError
-from dlrun.models import cnn, resnet, rnn
+from dlrun.models import cnn, named, resnet, rnn
 from dlrun.models.base import MODELS, DlrunWarning
-from dlrun.models.mlp import build_mlp
+from dlrun.models.mlp import build_mlp, build_unit
 from dlrun.options.model import fit_reason
 
 MODELS.register("mlp")(build_mlp)
 MODELS.register("cnn")(cnn.build_cnn)
 MODELS.register("rnn")(rnn.build_rnn)
 MODELS.register("resnet")(resnet.build_resnet)
+MODELS.register("perceptron")(build_unit)
+MODELS.register("adaline")(build_unit)
+for _name in options.model.NAMED:
+    MODELS.register(_name)(
+        lambda cfg, input_shape, out_features, name=_name: named.build(name, cfg, input_shape, out_features)
+    )
 
 
 def build(cfg, input_shape: tuple[int, ...], out_features: int) -> nn.Module:

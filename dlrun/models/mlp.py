@@ -83,3 +83,8 @@ def build_mlp(cfg, input_shape: tuple[int, ...], out_features: int) -> MLP:
         getattr(cfg, "skip_scale", 1.0),
         getattr(cfg, "bias", True),
     )
+
+
+def build_unit(cfg, input_shape: tuple[int, ...], out_features: int) -> MLP:
+    """The perceptron's and ADALINE's single unit z = w . x + b (layer `out`); the rule is in the loss."""
+    return MLP(prod(input_shape), [], out_features, bias=getattr(cfg, "bias", True))

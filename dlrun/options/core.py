@@ -46,11 +46,14 @@ class ModelCaps(Caps):
     lacks: str = "order to read"  # what other inputs lack: "... this data has 4 tabular features with no <lacks>"
     dropout: str = ""  # where regularizer=dropout puts its masks ("" = the model has no dropout)
     no_dropout: str = ""  # why not, and what to use instead, when dropout is ""
+    # overrides that model=NAME brings unless the command line sets the same key or group (its training rule)
+    implies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class DataCaps(Caps):
     download: bool = False  # files are downloaded on first use
+    local: bool = False  # read from the user's own copy (data.path); its declared shape serves `dlrun summary`
     shape: tuple[int, ...] = ()  # one example's shape, known without loading the data ((C, H, W) for images)
     input_kind: str = ""  # tabular | signal | image, when known without loading
     classes: int = 0  # number of classes, when known without loading

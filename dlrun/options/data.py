@@ -114,6 +114,7 @@ class MNIST1DConfig(Option):
     seed: int = opt(0, ge=0, lt=2**32)  # the train/val split's seed (scikit-learn takes 32 bits)
     standardize: str = opt("none", choices=STANDARDIZE)  # the frozen data is already globally standardized
     shuffle_time: bool = False  # one fixed permutation of the 40 time steps, for every example
+    n_train: int = opt(0, ge=0)  # > 0: a subset of the train split of this size (stratified), for debugging
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -125,6 +126,7 @@ class ImageSetConfig(Option):
     val_fraction: float = opt(0.1, ge=0.0, lt=1.0)  # of the published train split; 0: no val split
     seed: int = opt(0, ge=0, lt=2**32)  # the train/val split's seed (scikit-learn takes 32 bits)
     standardize: str = opt("global", choices=STANDARDIZE)  # one mean and std over all train pixels
+    n_train: int = opt(0, ge=0)  # > 0: a subset of the train split of this size (stratified), for debugging
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -310,3 +312,25 @@ def known_task(data_cfg) -> str:
     if given in ("classification", "regression"):
         return given
     return caps.task or ("classification" if caps.classes else "")
+
+
+@option(
+    "data",
+    "imagenet",
+    "ImageNet (ILSVRC-2012) from your local copy (data.path): 3x224x224, 1,000 classes; nothing is downloaded",
+    input_kind="image",
+    shape=(3, 224, 224),
+    classes=1000,
+    local=True,
+)
+class ImageNetConfig(ImageSetConfig):
+    """data=imagenet: class folders (n01440764/...) under data.path, or under its train/ and val/ folders."""
+
+    path: str = ""  # the folder: <path>/<class>/<image>, or <path>/train/<class>/... and <path>/val/<class>/...
+    image_size: list[int] = opt([224, 224], ge=1, le=8192)  # [H, W] every image is resized to
+    test_fraction: float = opt(0.2, gt=0.0, lt=1.0)  # without a val/ folder: the test split, of all images
+
+    def check(self):
+        self.path = os.path.abspath(os.path.expanduser(self.path)) if self.path else ""
+        if len(self.image_size) != 2:
+            raise FieldError("image_size", f"give [H, W], not {self.image_size}")

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from math import prod
 
-from dlrun.options.core import FieldError, Option, caps, check_range, declared, opt, option
+from dlrun.options.core import FieldError, Option, caps, check_range, declare, declared, opt, option
 
 ACTIVATIONS = ("identity", "step", "sign", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu")
 NORMS = ("none", "batch", "layer")
@@ -107,6 +107,82 @@ class ResNetConfig(ModelConfig):
             raise FieldError("depth", f"{self.depth} is not 6n + 2 with n >= 1; use 8, 14, 20, 32, 44, 56, 110, ...")
         if len(self.widths) != 3:
             raise FieldError("widths", f"give three widths (one per stage), not {len(self.widths)}")
+
+
+@dataclass
+class UnitConfig(ModelConfig):
+    """Base of the classical single units (perceptron, ADALINE): z = w . x + b on the flattened input."""
+
+    bias: bool = True  # false: z = w . x (through the origin)
+
+
+UNIT_NO_DROPOUT = "model={name} is a single unit with no hidden layer to drop units of"
+PERCEPTRON_RULE = (
+    "loss=perceptron", "optim=sgd", "optim.lr=1", "trainer.batch_size=1", "trainer.stop_at_zero_loss=true",
+    "init=constant", "init.c=0", "trainer.epochs=100",
+)  # fmt: skip
+LMS_RULE = (
+    "loss=mse", "loss.form=half_sum", "optim=sgd", "optim.lr=0.01", "trainer.batch_size=1", "init=constant",
+    "init.c=0",
+)  # fmt: skip
+declare(
+    "model",
+    "perceptron",
+    UnitConfig,
+    "Rosenblatt's perceptron: sign(w . x + b), trained by the perceptron rule (updates on mistakes, +-1 labels)",
+    implies=PERCEPTRON_RULE,
+    no_dropout=UNIT_NO_DROPOUT.format(name="perceptron"),
+)
+declare(
+    "model",
+    "adaline",
+    UnitConfig,
+    "ADALINE (Widrow and Hoff): the linear output w . x + b trained by LMS on +-1 targets; class = its sign",
+    implies=LMS_RULE,
+    no_dropout=UNIT_NO_DROPOUT.format(name="adaline"),
+)
+
+
+STEMS = ("auto", "imagenet", "small")
+IMAGES = ("image",)
+READS_IMAGES = "reads images (C, H, W)"
+
+
+@dataclass
+class NamedConfig(ModelConfig):
+    """Base of the architectures named in the lectures (dlrun/models/named.py)."""
+
+    stem: str = opt("auto", choices=STEMS)  # imagenet: as published; small: 3x3 stride-1 stem; auto: small below 64 px
+
+
+@dataclass
+class NamedDropoutConfig(NamedConfig):
+    dropout: float = opt(0.5, ge=0.0, lt=1.0)  # before the fully connected layers, as published
+
+
+OWN_DROPOUT = "model={name} has its own dropout before its classifier: set model.dropout (published: {p})"
+NO_DROPOUT = "model={name} has no dropout (it relies on batch norm); use regularizer=weight_decay or l2"
+NAMED = {
+    "alexnet": "AlexNet (Krizhevsky et al. 2012): 5 conv, 3 fully connected; 61,100,840 parameters on ImageNet",
+    "vgg11": "VGG-11 (configuration A): 8 conv 3x3 + 3 fully connected; 132,863,336 parameters on ImageNet",
+    "vgg13": "VGG-13 (configuration B): 10 conv 3x3 + 3 fully connected; 133,047,848 parameters on ImageNet",
+    "vgg16": "VGG-16 (configuration D): 13 conv 3x3 + 3 fully connected; 138,357,544 parameters on ImageNet",
+    "vgg19": "VGG-19 (configuration E): 16 conv 3x3 + 3 fully connected; 143,667,240 parameters on ImageNet",
+    "googlenet": "GoogLeNet / Inception v1 without auxiliary heads; 6,624,904 parameters on ImageNet",
+    "resnet18": "ResNet-18, ImageNet form (basic blocks 2-2-2-2); 11,689,512 parameters on ImageNet",
+    "resnet34": "ResNet-34, ImageNet form (basic blocks 3-4-6-3); 21,797,672 parameters on ImageNet",
+    "resnet50": "ResNet-50, ImageNet form (bottlenecks 3-4-6-3); 25,557,032 parameters on ImageNet",
+    "resnet101": "ResNet-101, ImageNet form (bottlenecks 3-4-23-3); 44,549,160 parameters on ImageNet",
+    "resnet152": "ResNet-152, ImageNet form (bottlenecks 3-8-36-3); 60,192,808 parameters on ImageNet",
+}
+for _name, _help in NAMED.items():
+    if _name.startswith("resnet"):
+        declare("model", _name, NamedConfig, _help, inputs=IMAGES, reads=READS_IMAGES, lacks="pixels",
+                no_dropout=NO_DROPOUT.format(name=_name))  # fmt: skip
+    else:
+        p = 0.2 if _name == "googlenet" else 0.5
+        declare("model", _name, NamedDropoutConfig, _help, defaults={"dropout": p}, inputs=IMAGES,
+                reads=READS_IMAGES, lacks="pixels", no_dropout=OWN_DROPOUT.format(name=_name, p=p))  # fmt: skip
 
 
 def fit_reason(name: str, input_kind: str, input_shape: tuple[int, ...]) -> str | None:

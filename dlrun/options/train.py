@@ -18,11 +18,15 @@ class LossConfig(Option):
     name: str = "auto"
     # cross_entropy: the target is (1 - eps) one-hot + eps / C uniform (as torch's label_smoothing)
     label_smoothing: float = opt(0.0, ge=0.0, lt=1.0)
+    form: str = opt("mean", choices=("mean", "sum"))  # the batch's loss: the mean over its examples, or their sum
 
 
 @dataclass
 class MSELossConfig(LossConfig):
-    form: str = opt("mean", choices=("mean", "half_sum"))  # 1/K ||y_hat - y||^2 or 1/2 ||y_hat - y||^2 per example
+    # mean: 1/K ||y_hat - y||^2 per example, half_sum: 1/2 ||y_hat - y||^2 per example (both averaged over the
+    # batch); sum: 1/2 ||y_hat - y||^2 summed over the batch (d2l's squared_loss(...).sum())
+    form: str = opt("mean", choices=("mean", "half_sum", "sum"))
+    targets: str = opt("pm1", choices=("pm1", "01"))  # a binary task's targets: -1 / +1 (ADALINE) or 0 / 1
 
 
 declare(
@@ -57,8 +61,15 @@ declare(
     "loss",
     "mse",
     MSELossConfig,
-    "Mean squared error; form=mean: 1/K ||y_hat - y||^2, form=half_sum: 1/2 ||y_hat - y||^2",
-    tasks=("regression",),
+    "Mean squared error; form=mean: 1/K ||y_hat - y||^2, form=half_sum: 1/2 ||y_hat - y||^2; binary: +-1 targets",
+    tasks=("regression", "binary"),
+)
+declare(
+    "loss",
+    "perceptron",
+    LossConfig,
+    "Perceptron criterion: 1 - y z on a mistake (y z <= 0, y in {-1, +1}), else 0; gradient -y x on mistakes",
+    tasks=("binary",),
 )
 
 
@@ -413,6 +424,8 @@ class TrainerConfig(Option):
     threads: int = opt(1, ge=0, hparam=False)  # CPU threads for PyTorch; 0 = PyTorch's default (all cores)
     flush_denormal: bool = opt(True, hparam=False)  # CPU: values below 1.2e-38 become 0 (denormals are ~50x slower)
     grad_clip: float = opt(0.0, ge=0.0)  # max global gradient norm; 0 = off
+    grad_tol: float = opt(0.0, ge=0.0)  # stop when the gradient norm after a step falls below this; 0 = off
+    stop_at_zero_loss: bool = False  # stop after an epoch whose every step had zero loss (perceptron: no mistake)
     monitor: str = "auto"  # metric for `best` and early stopping; auto = val/acc (classification) or val/loss
     patience: int = opt(0, ge=0)  # evaluations without improvement before stopping; 0 = never stop early
     min_delta: float = opt(0.0, ge=0.0)  # smallest change of `monitor` that counts as an improvement

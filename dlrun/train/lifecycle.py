@@ -96,14 +96,17 @@ def fit_runs(sp, runs: list[Run], hooks: Callbacks, clock: TrainState) -> None:
     step = going[0].state.step if going else plan.total_steps
     loss_sum = torch.zeros(sp.sum_shape, device=sp.device)  # sums since the last log, on the device (no sync)
     reg_sum = torch.zeros(sp.sum_shape, device=sp.device)
+    rules = StopRules(sp, going)
     since_log, t_log, t0 = 0, time.perf_counter(), time.perf_counter()
     with stop_on_signal(clock, defer=sp.world.active):
         while step < plan.total_steps and not clock.stop and going:
             epoch, first = divmod(step, spe)
             sp.epoch(epoch)
+            rules.start_epoch(first)
             for b in range(first, spe):
                 loss, reg, n = sp.step(b, step + 1)
                 loss_sum += loss
+                rules.after_step(loss)
                 if reg is not None:
                     reg_sum += reg
                 step += 1
@@ -125,11 +128,64 @@ def fit_runs(sp, runs: list[Run], hooks: Callbacks, clock: TrainState) -> None:
                             r.logger.histograms(step, sp.module(k))
                 if evaluate_now or last:
                     evaluate_runs(sp, runs, clock, t0, hooks)
+                rules.check(sp, runs, step, epoch, b == spe - 1, last or bool(clock.stop), t0)
                 going = running(runs)
                 if last or clock.stop or not going:
                     break
     for r in going:
         r.state.train_time += time.perf_counter() - t0
+
+
+class StopRules:
+    """The rules that end a run which has converged: trainer.grad_tol (the gradient norm after a step falls
+    below delta) and trainer.stop_at_zero_loss (a whole epoch at zero loss: the perceptron's pass without a
+    mistake, whose steps with a nonzero loss, its updates, are counted in state.updates)."""
+
+    def __init__(self, sp, going: list[Run]):
+        self.tol, self.zero = sp.cfg.trainer.grad_tol, sp.cfg.trainer.stop_at_zero_loss
+        self.epoch_sum = torch.zeros(sp.sum_shape, device=sp.device)  # this epoch's losses, on the device
+        self.updates = torch.zeros(sp.sum_shape, device=sp.device, dtype=torch.long)  # since the last count
+        self.whole_epoch = False  # a resumed run's first epoch is partial: it cannot show a clean pass
+        if self.zero:
+            for r in going:
+                r.state.updates = max(r.state.updates, 0)
+
+    def start_epoch(self, first: int) -> None:
+        self.epoch_sum.zero_()
+        self.whole_epoch = first == 0
+
+    def after_step(self, loss: torch.Tensor) -> None:
+        if self.zero:
+            self.epoch_sum += loss
+            self.updates += loss != 0
+
+    def check(self, sp, runs: list[Run], step: int, epoch: int, epoch_end: bool, ending: bool, t0: float) -> None:
+        if self.tol:
+            message = f"the gradient norm fell below trainer.grad_tol={self.tol} at step {step}"
+            converge(sp, runs, sp.grad_norms() < self.tol, message, t0)
+        if self.zero and (epoch_end or ending):
+            counts = self.updates.reshape(-1).tolist()  # one sync per epoch
+            for k, r in enumerate(runs):
+                if r.status == "running":
+                    r.state.updates += int(counts[k if len(counts) > 1 else 0])
+            self.updates.zero_()
+            if epoch_end and self.whole_epoch:
+                message = f"epoch {epoch + 1} had zero training loss on every example (no mistake)"
+                converge(sp, runs, self.epoch_sum == 0, message, t0)
+
+
+def converge(sp, runs: list[Run], done: torch.Tensor, message: str, t0: float) -> None:
+    """Finish the running runs whose stopping rule holds (`done`: a flag per member, or one for a single run):
+    trainer.grad_tol (||grad|| < delta after a step) or trainer.stop_at_zero_loss (a whole epoch at zero loss,
+    the perceptron's pass without a mistake). Under torchrun every rank decides alike (a sum over ranks)."""
+    if sp.world.active:
+        done = done.to(torch.float32)
+        dist.all_sum(done)
+        done = done == sp.world.size
+    flags = done.reshape(-1).tolist()
+    ks = [k for k, r in enumerate(runs) if r.status == "running" and flags[k if len(flags) > 1 else 0]]
+    if ks:
+        finish(sp, runs, ks, "converged", f"converged: {message}", t0)
 
 
 def log(sp, runs: list[Run], clock: TrainState, since: tuple, t0: float, hooks: Callbacks) -> None:
@@ -224,11 +280,11 @@ def finish(sp, runs: list[Run], ks: list[int], status: str, message: str, t0: fl
     t = sp.cfg.trainer
     for k in ks:
         r = runs[k]
-        if t0 is not None and status in ("diverged", "early_stop", "pruned"):
+        if t0 is not None and status in ("diverged", "early_stop", "pruned", "converged"):
             r.state.train_time += time.perf_counter() - t0  # it stops here; the others go on
         if t.checkpoint and r.writes:
             save(sp, k, r, last=status != "diverged")  # a divergence keeps the last good last.pt
-    completed = [k for k in ks if status in ("completed", "early_stop")]
+    completed = [k for k in ks if status in ("completed", "early_stop", "converged")]
     metrics = final_metrics(sp, runs, completed) if completed else {}
     for k in ks:
         runs[k].summary.compile = getattr(sp, "compile", None)

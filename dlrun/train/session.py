@@ -178,10 +178,12 @@ def save(sp, k: int, run: Run, last: bool = True) -> None:
 def close_run(run: Run, status: str, message: str, metrics: dict[str, float], monitor: str, spe: int) -> None:
     """The run's final summary and hyperparameters; its logger closed."""
     st = run.state
-    run.status = "completed" if status == "early_stop" else status
+    run.status = "completed" if status in ("early_stop", "converged") else status
     if status == "early_stop":
         message = f"early stop: {monitor} did not improve for {st.bad_evals} evaluations"
     values = {**metrics, **st.last_eval, "train/loss": st.last_train_loss}
+    if st.updates >= 0:  # trainer.stop_at_zero_loss: the steps that changed the weights (perceptron: mistakes)
+        values["train/updates"] = st.updates
     if st.best_value is not None:
         values[f"best/{monitor}"] = st.best_value
     if run.logger:

@@ -105,10 +105,10 @@ def model_for_task(cfg: Config, task: Task) -> tuple[str, losses.LossFn, nn.Modu
 
 
 def summary_model(cfg: Config) -> tuple[nn.Module, Task, str]:
-    """(model, task, loss name) for `dlrun summary`: a downloaded set's task comes from its declared shape,
-    so nothing is downloaded; other sets are built as for training."""
+    """(model, task, loss name) for `dlrun summary`: a downloaded or local set's task comes from its declared
+    shape, so nothing is downloaded or read; other sets are built as for training."""
     c = options.caps("data", cfg.data.name)
-    if c.download and c.shape and c.classes:
+    if (c.download or c.local) and c.shape and c.classes:
         task = Task("binary" if c.classes == 2 else "multiclass", c.shape, c.input_kind, n_classes=c.classes)
         loss_name, _, model = model_for_task(cfg, task)
         return model, task, loss_name
@@ -202,14 +202,16 @@ def train_step(
         with quiet:
             with trainer_options.autocast(s.device, s.autocast):
                 part = s.loss_fn(s.net(x[a:b]), y[a:b])
-            share = weight * (b - a) / len(y)
+            # each micro-batch's share of the mean (a summed loss, loss.form=sum, adds up as it is)
+            share = weight if getattr(s.loss_fn, "per_batch", False) else weight * (b - a) / len(y)
             part = part * share if share != 1.0 else part
             objective = part
             if last and s.reg is not None:
                 reg = s.reg()
                 objective = part + reg if reg is not None else part
             (s.scaler.scale(objective) if s.scaler is not None else objective).backward()
-        loss = part.detach() if loss is None else loss + part.detach()
+        part = losses.per_example(s.loss_fn, part.detach(), b - a)  # logged per example (loss.form=sum)
+        loss = part if loss is None else loss + part
     _step(s, x, y, reg is not None)
     return loss, (reg.detach() if reg is not None else None)
 
@@ -255,8 +257,8 @@ def evaluate(
     for i in range(0, len(x), batch_size):
         z = model(x[i : i + batch_size])
         yb = y[i : i + batch_size]
-        sums[0] += loss_fn(z, yb) * len(yb)
-        sums[1] += next(iter(losses.batch_metrics(z, yb, task).values()))
+        sums[0] += losses.per_example(loss_fn, loss_fn(z, yb), len(yb)) * len(yb)
+        sums[1] += next(iter(losses.batch_metrics(z, yb, task, losses.threshold(loss_fn)).values()))
     model.train(was_training)
     if world.active:
         dist.all_sum(sums)
@@ -330,6 +332,11 @@ class Single:
         if self.ema_pairs is not None:
             trainer_options.ema_update(*self.ema_pairs, self.decay)
         return loss, reg, end - start
+
+    def grad_norms(self) -> torch.Tensor:
+        """The global norm of the last step's gradients (of the model's parameters), on the device."""
+        grads = [p.grad for p in self.s.model.parameters() if p.grad is not None]
+        return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
     def log_rows(self, loss_sum, reg_sum, n_steps: int, asked: bool) -> tuple[list[dict[str, float]], bool]:
         """train/loss (mean since the last log), train/reg_loss, lr, grad/norm, weights/<layer>/norm and the

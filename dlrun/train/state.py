@@ -32,6 +32,7 @@ class TrainState:
     last_eval: dict[str, float] = field(default_factory=dict)
     last_train_loss: float = float("nan")
     samples: int = 0  # examples trained on, over every process of the run (for samples/s)
+    updates: int = -1  # trainer.stop_at_zero_loss: steps whose loss was not zero (the perceptron's updates)
     train_time: float = 0.0  # seconds spent in fit, over every process of the run
     wall_before: float = 0.0  # wall seconds of the run's earlier processes (before a resume)
     wall_start: float = field(default_factory=time.time)  # when this process started the run
@@ -44,10 +45,12 @@ class TrainState:
         self.best_step, self.bad_evals = saved["best_step"], saved["bad_evals"]
         self.last_eval = dict(saved["last_eval"])
         self.samples, self.train_time, self.wall_before = saved["samples"], saved["train_time"], saved["wall_time"]
+        self.updates = int(saved.get("updates", -1))
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "samples": self.samples,
+            "updates": self.updates,
             "train_time": self.train_time,
             "wall_time": self.wall_before + time.time() - self.wall_start,
             "step": self.step,

@@ -349,13 +349,15 @@ class Stacked:
         ws = [params[name] for name in self.weight_names]
         for i, (a, z) in enumerate(chunks):
             part = self.member_losses(x[:, a:z], y[:, a:z], {k: v[:, a:z] for k, v in masks.items()})
-            part = part * ((z - a) / n) if len(chunks) > 1 else part
+            summed = getattr(self.loss_fn, "per_batch", False)  # loss.form=sum: micro-batch sums add up as they are
+            part = part * ((z - a) / n) if len(chunks) > 1 and not summed else part
             objective = part.sum()
             if i == len(chunks) - 1 and self.reg is not None and self.reg.term:
                 reg = self.over_members(self.reg.penalty, ws, self.strength.to(ws[0].dtype))
                 objective = objective + reg.sum()
             objective.backward()
-            loss = part.detach() if loss is None else loss + part.detach()
+            part = losses.per_example(self.loss_fn, part.detach(), z - a)  # logged per example (loss.form=sum)
+            loss = part if loss is None else loss + part
         self._clip()
         if self.reg is not None and self.reg.decay:  # W <- W - lr lambda W before the step
             with torch.no_grad():
@@ -368,13 +370,18 @@ class Stacked:
             trainer_options.ema_update(list(self.ema.values()), self.ema_sources, self.decay)
         return loss, (reg.detach() if reg is not None else None), n
 
+    def grad_norms(self) -> torch.Tensor:
+        """[K]: each member's global gradient norm after the last step."""
+        grads = [p.grad for p in self.leaves.values() if p.grad is not None]
+        return torch.stack([gr.flatten(1).norm(dim=1) for gr in grads]).norm(dim=0)
+
     def _clip(self) -> None:
         """nn.utils.clip_grad_norm_ of each member."""
         clip = self.cfg.trainer.grad_clip
         if clip <= 0:
             return
+        norms = self.grad_norms()
         grads = [p.grad for p in self.leaves.values() if p.grad is not None]
-        norms = torch.stack([gr.flatten(1).norm(dim=1) for gr in grads]).norm(dim=0)
         coef = (clip / (norms + 1e-6)).clamp(max=1.0)
         for gr in grads:
             gr.mul_(_per_member(coef, gr))
@@ -428,8 +435,9 @@ class Stacked:
             z = self.member_outputs(data.x[i : i + batch_size], ema)
             yb = data.y[i : i + batch_size]
             for k in range(self.k):
-                total[0, k] += self.loss_fn(z[k], yb) * len(yb)
-                total[1, k] += next(iter(losses.batch_metrics(z[k], yb, self.task).values()))
+                total[0, k] += losses.per_example(self.loss_fn, self.loss_fn(z[k], yb), len(yb)) * len(yb)
+                cut = losses.threshold(self.loss_fn)
+                total[1, k] += next(iter(losses.batch_metrics(z[k], yb, self.task, cut).values()))
         rows = (total / max(n, 1)).T.tolist()
         name = "acc" if self.task.is_classification else "mse"
         return [{f"{prefix}/loss": loss, f"{prefix}/{name}": metric} for loss, metric in rows]

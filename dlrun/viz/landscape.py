@@ -83,8 +83,9 @@ def loss_landscape(
                 total_metric = torch.zeros((), device=x.device)
                 for k in range(0, n, batch_size):
                     z = model(x[k : k + batch_size])
-                    total_loss += loss_fn(z, y[k : k + batch_size]) * len(z)
-                    total_metric += next(iter(losses.batch_metrics(z, y[k : k + batch_size], task).values()))
+                    yk = y[k : k + batch_size]
+                    total_loss += losses.per_example(loss_fn, loss_fn(z, yk), len(z)) * len(z)
+                    total_metric += next(iter(losses.batch_metrics(z, yk, task, losses.threshold(loss_fn)).values()))
                 loss[j, i], metric[j, i] = (torch.stack([total_loss, total_metric]) / n).tolist()
     finally:
         for p, t in zip(params, theta, strict=True):

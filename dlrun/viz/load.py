@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlrun import losses
 from dlrun.config import Config
 from dlrun.data import Dataset, Task
 from dlrun.errors import ConfigError, suggest
@@ -85,22 +86,25 @@ def load_run(run_dir: str | Path, weights: str = "last") -> LoadedRun:
         state = payload.get("state") if isinstance(payload.get("state"), dict) else {}
         step = int(state.get("best_step" if weights == "best" else "step", 0) or 0)
     setup.model.eval()
+    setup.model.score_cut = losses.threshold(setup.loss_fn)
     return LoadedRun(path, setup, weights, max(step, 0))
 
 
-def class_scores(z: torch.Tensor) -> torch.Tensor:
-    """Unnormalized class scores (B, K) from a model's output: one logit z (binary, bce) becomes [0, z].
+def class_scores(z: torch.Tensor, cut: float = 0.0) -> torch.Tensor:
+    """Unnormalized class scores (B, K) from a model's output: one logit z (binary, bce) becomes [0, z - cut].
 
-    softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)], so every classifier reads as K logits.
+    softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)], so every classifier reads as K logits. `cut` is where a
+    single score splits the classes (1/2 for squared error against 0 / 1 targets, else 0).
     """
-    return torch.cat([torch.zeros_like(z), z], dim=-1) if z.shape[-1] == 1 else z
+    return torch.cat([torch.zeros_like(z), z - cut], dim=-1) if z.shape[-1] == 1 else z
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class (N,), class probabilities (N, K)) in the model's current mode, without gradients."""
+    cut = getattr(model, "score_cut", 0.0)  # set by load_run from the run's loss
     with torch.no_grad():
         probs = torch.cat(
-            [F.softmax(class_scores(model(x[i : i + batch_size])), -1) for i in range(0, len(x), batch_size)]
+            [F.softmax(class_scores(model(x[i : i + batch_size]), cut), -1) for i in range(0, len(x), batch_size)]
         )
     return probs.argmax(-1), probs
 
