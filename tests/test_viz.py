@@ -291,6 +291,8 @@ def test_adversarial_commands(linear_run, lenet_run):
     png = linear_run / "viz" / "adversarial-fgsm.png"
     check_picture(result, png, linear_run, "viz/adversarial-fgsm")
     result = viz("adversarial", lenet_run, "--attack", "pgd", "--eps", "0.1", "--points", "3", "--steps", "10")
+    lines = [line for line in result.output.splitlines() if "accuracy" in line]
+    assert lines[0].startswith("fgsm (for comparison): ") and lines[-1].startswith("pgd: ")  # pgd's own line last
     check_picture(result, lenet_run / "viz" / "adversarial-pgd.png", lenet_run, "viz/adversarial-pgd")
     result = viz("adversarial", lenet_run, "--attack", "onepixel", "--attempts", "3", "--examples", "2")
     png = lenet_run / "viz" / "adversarial-onepixel.png"

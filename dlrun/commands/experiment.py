@@ -87,6 +87,14 @@ def run_(
     _check_writable(out, runs_dir, [claim])
     console = Console()
     console.print(f"[bold]{claim.name}[/]: {claim.statement}", highlight=False)
+    folder = out / claim.name
+    if overrides:  # the claim is stated for its own settings: a changed run is reported apart, never over it
+        folder = out / f"{claim.name}+{_slug(overrides)}"
+        console.print(
+            f"with {' '.join(overrides)}: the claim above is stated for its own settings; this is a variation of "
+            f"it (reported in {folder}, not in {out / claim.name})",
+            highlight=False,
+        )
 
     def on_run(label, seed, value):
         console.print(f"  {label} seed {seed}: {claim.measure} = {experiments.fmt(value)}", highlight=False)
@@ -103,12 +111,22 @@ def run_(
         ),
     ):
         console.print(f"still inconclusive at {len(result.seeds)} seeds: the budget (--max-seeds {max_seeds}) is spent")
-    experiments.save(result, out / claim.name / "results.json")
-    fig = experiments.figure(claim, result, out / claim.name / f"{claim.name}.png")
+    experiments.save(result, folder / "results.json")
+    fig = experiments.figure(claim, result, folder / f"{claim.name}.png")
     ok = _print_verdicts(console, claim, result)
-    console.print(f"figure: {fig}\nresults: {out / claim.name / 'results.json'}", highlight=False)
+    console.print(f"figure: {fig}\nresults: {folder / 'results.json'}", highlight=False)
     if not ok:
         raise typer.Exit(1)
+
+
+def _slug(overrides: list[str]) -> str:
+    """A folder name for a claim run with overrides: `optim.lr=0.1 trainer.epochs=3` -> optim.lr=0.1,trainer.epochs=3
+    (long ones shortened, with a hash of the whole)."""
+    import hashlib
+    import re
+
+    text = ",".join(re.sub(r"[^A-Za-z0-9._=+-]", "_", o) for o in overrides)
+    return text if len(text) <= 80 else text[:60] + "-" + hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _check_writable(out: Path, runs_dir: Path, claims) -> None:

@@ -230,9 +230,12 @@ def adversarial(
     if attack == "onepixel":
         print(f"one pixel: fooled {1 - result.attacked_acc:.1%} of {result.n_attacked} correctly classified examples")
     else:
-        for name, acc in result.curves.items():
+        # the attack asked for last, on the summary line; another (FGSM beside PGD) before it, for comparison
+        for name in sorted(result.curves, key=lambda n: n == attack):
+            acc, note = result.curves[name], "" if name == attack else " (for comparison)"
             print(
-                f"{name}: accuracy {acc[0]:.4f} at eps 0 -> {acc[-1]:.4f} at eps {eps:g} (inputs in {lo:.3g}..{hi:.3g})"
+                f"{name}{note}: accuracy {acc[0]:.4f} at eps 0 -> {acc[-1]:.4f} at eps {eps:g} "
+                f"(inputs in {lo:.3g}..{hi:.3g})"
             )
     _save(lib.plot_adversarial(result, run.task), run, f"adversarial-{attack}", out)
 

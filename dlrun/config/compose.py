@@ -52,7 +52,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
         rest = [o for o in overrides if not o.startswith("resume=")]
         return load_run_config(run_dir, rest, resume=True)
     _check_choices(overrides)
-    overrides = implied(overrides) + overrides
+    overrides = implied(overrides) + [per_layer(o) for o in overrides]
     raw, experiment = _hydra_compose(overrides)
     raw.pop("claim", None)  # an experiment's claim block is read by `dlrun experiment`, not by training
     cfg = validate(raw)
@@ -61,6 +61,15 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     cfg.experiment = experiment
     cfg.plugins = plugins.loaded()  # recorded in config.yaml, so a resume loads them again
     return cfg
+
+
+PER_LAYER = re.compile(r"^([+~]*model\.activation)=\[([A-Za-z_, ]*)\]$")
+
+
+def per_layer(override: str) -> str:
+    """`model.activation=[relu,tanh]` (one per hidden layer) is kept as the string "relu,tanh"."""
+    m = PER_LAYER.match(override)
+    return f"{m[1]}='{','.join(p.strip() for p in m[2].split(','))}'" if m else override
 
 
 def implied(overrides: list[str]) -> list[str]:

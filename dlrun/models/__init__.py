@@ -39,7 +39,7 @@ def build(cfg, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
         raise ConfigError(f"model={cfg.name}: its parameters do not fit in this machine's memory") from None
     if not builder.__module__.startswith("dlrun."):
         check_plugin_model(model, cfg.name, input_shape, out_features)
-    if getattr(cfg, "activation", None) in ("step", "sign") and getattr(cfg, "hidden", None):
+    if {"step", "sign"} & set(str(getattr(cfg, "activation", "")).split(",")) and getattr(cfg, "hidden", None):
         warnings.warn(
             f"model.activation={cfg.activation}: a threshold unit's gradient is zero almost everywhere, so no gradient "
             "reaches the hidden layers and only the output layer learns; use sigmoid or relu to train them",

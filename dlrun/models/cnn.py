@@ -31,7 +31,11 @@ def per_layer(values: list[int], i: int) -> int:
 
 
 class CNN(nn.Module):
-    """x -> [conv_i -> bn_i -> act_i -> pool_i] * len(channels) -> flatten -> [fc_j -> act -> drop] -> out."""
+    """x -> [conv_i -> norm_i -> act_i -> pool_i] * len(channels) -> flatten -> [fc_j -> act -> drop] -> out.
+
+    norm: batch (bn_i, statistics over the batch), layer (ln_i, over each example's channels and positions)
+    or group (gn_i, over model.groups groups of channels of each example); the last two do not depend on the
+    batch, so they behave the same in training and evaluation."""
 
     def __init__(self, cfg, input_shape: tuple[int, ...], out_features: int):
         super().__init__()
@@ -49,6 +53,10 @@ class CNN(nn.Module):
             layers[f"conv{i + 1}"] = _CONV[dims](channels, width, f, s, p)
             if cfg.norm == "batch":
                 layers[f"bn{i + 1}"] = _BN[dims](width)
+            elif cfg.norm == "layer":  # over each example's channels and positions; scale and shift per channel
+                layers[f"ln{i + 1}"] = nn.GroupNorm(1, width)
+            elif cfg.norm == "group":  # over groups of channels of each example (Wu and He 2018)
+                layers[f"gn{i + 1}"] = nn.GroupNorm(cfg.groups, width)
             layers[f"act{i + 1}"] = ACTIVATIONS.get(cfg.activation)()
             size, channels = out_size, width
             if cfg.pool != "none" and min(size) >= cfg.pool_size:  # never pool below one pixel

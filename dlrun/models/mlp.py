@@ -13,7 +13,8 @@ from dlrun.models.dropout import InvertedDropout
 
 
 class MLP(nn.Module):
-    """x -> [fc_i -> norm_i -> act_i -> drop_i] * len(hidden) -> out.
+    """x -> [fc_i -> norm_i -> act_i -> drop_i] * len(hidden) -> out; `activation` is one name for every
+    hidden layer or one per layer ("relu,tanh").
 
     With `residual`, a hidden layer as wide as the one before adds its input to its output:
     h_i = skip_scale * h_{i-1} + drop(act(norm(W_i h_{i-1} + b_i))) (a skip connection around each such
@@ -39,13 +40,14 @@ class MLP(nn.Module):
         self.skip_scale = skip_scale
         layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
         width = in_features
+        acts = activation.split(",")  # one for every layer, or one per layer
         for i, h in enumerate(hidden, start=1):
             layers[f"fc{i}"] = nn.Linear(width, h, bias=bias)
             if norm == "batch":
                 layers[f"bn{i}"] = nn.BatchNorm1d(h)
             elif norm == "layer":
                 layers[f"ln{i}"] = nn.LayerNorm(h)
-            layers[f"act{i}"] = ACTIVATIONS.get(activation)()
+            layers[f"act{i}"] = ACTIVATIONS.get(acts[i - 1] if len(acts) > 1 else acts[0])()
             if dropout > 0:
                 layers[f"drop{i}"] = InvertedDropout(dropout)  # survivors scaled by 1/(1-p)
             if residual and h == width and i > 1:

@@ -14,10 +14,16 @@ def _formula(module: nn.Module, in_shape: tuple[int, ...]) -> str:
         return ""
     parts = []
     for n, f, p, s in zip(in_shape[2:], module.kernel_size, module.padding, module.stride, strict=True):
-        parts.append(f"({n} - {f} + 2*{p})/{s} + 1 = {(n - f + 2 * p) // s + 1}")
+        exact = (n - f + 2 * p) / s + 1
+        shown = f"{exact:g}" if exact.is_integer() else f"{exact:g}, floored to {(n - f + 2 * p) // s + 1}"
+        parts.append(f"({n} - {f} + 2*{p})/{s} + 1 = {shown}")
     if len(set(parts)) == 1:  # square images: one formula serves both axes
         return "M = " + parts[0]
     return "M = " + ", ".join(f"{axis}: {part}" for axis, part in zip("HW", parts, strict=True))
+
+
+def _shown(name: str) -> str:
+    return name.removeprefix("layers.") or "(the model itself)"
 
 
 @torch.no_grad()
@@ -26,14 +32,16 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     hooks = []
     for name, module in model.named_modules():
-        if next(module.children(), None) is not None:  # containers: their leaves are listed
+        # containers are listed through their leaves, but for parameters of their own (a plugin's attention
+        # module's in_proj_weight): those get a row, so that the rows add up to the total
+        if next(module.children(), None) is not None and not any(True for _ in module.parameters(recurse=False)):
             continue
 
         def hook(mod, inputs, output, name=name):
             out = output[0] if isinstance(output, tuple) else output
             rows.append(
                 {
-                    "layer": name.removeprefix("layers."),
+                    "layer": _shown(name),
                     "type": type(mod).__name__,
                     "output": tuple(out.shape[1:]),
                     "params": sum(p.numel() for p in mod.parameters(recurse=False)),
@@ -43,6 +51,12 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
 
         hooks.append(module.register_forward_hook(hook))
     dry_run(model, input_shape, hooks)
+    seen = {r["layer"] for r in rows}
+    for name, module in model.named_modules():  # parameters whose module's forward never ran (attention reads
+        own = sum(p.numel() for p in module.parameters(recurse=False))  # out_proj's weight directly)
+        if own and _shown(name) not in seen:
+            rows.append({"layer": _shown(name), "type": type(module).__name__, "output": "(not called)", "params": own,
+                         "formula": ""})  # fmt: skip
     return {"rows": rows, "params": sum(p.numel() for p in model.parameters()), "input": tuple(input_shape)}
 
 

@@ -91,6 +91,7 @@ def opt(
     choices: tuple[str, ...] | None = None,
     hparam: bool = True,
     vary: bool = False,
+    per_layer: bool = False,
 ) -> Any:
     """A field with its default and valid range: `lr: float = opt(0.01, gt=0.0)`.
 
@@ -98,8 +99,10 @@ def opt(
     marks a key that does not change what a run learns (threads, progress, seed), so runs that
     differ only there are repeats of one configuration. `vary=True` marks a number that may differ
     between the members of one vectorized group (`optim.lr=[0.1,0.01]`: one value per member).
+    `per_layer=True`: a choice per layer, written `[relu,tanh]` on the command line and kept as "relu,tanh".
     """
     meta = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "hparam": hparam, "vary": vary or None}
+    meta["per_layer"] = per_layer or None  # a string of choices, one per layer: "relu,tanh" (or one for all)
     meta = {k: v for k, v in meta.items() if v is not None}
     if isinstance(default, list | dict):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -108,7 +111,8 @@ def opt(
 
 def check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise FieldError(key, f"'{value}' is not valid;{suggest(value, choices)} choose from: {', '.join(choices)}")
+        hint = f" did you mean '{value.lower()}'?" if str(value).lower() in choices else suggest(value, choices)
+        raise FieldError(key, f"'{value}' is not valid;{hint} choose from: {', '.join(choices)}")
 
 
 def unrepresentable(value: float) -> str:
@@ -153,6 +157,8 @@ def _span(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> s
 def check_field(key: str, value: Any, meta: dict[str, Any]) -> None:
     """The declared range and choices of one field (of each element of a list)."""
     values = value if isinstance(value, list | tuple) else [value]
+    if meta.get("per_layer") and isinstance(value, str):
+        values = value.split(",")
     for i, v in enumerate(values):
         if "choices" in meta:
             check_choice(key, v, meta["choices"])

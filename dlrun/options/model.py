@@ -31,12 +31,17 @@ class MLPConfig(ModelConfig):
     """Multilayer perceptron; hidden=[] gives linear, logistic or softmax regression"""
 
     hidden: list[int] = opt([256, 256], ge=1)  # widths; [] = linear/logistic/softmax regression
-    activation: str = opt("relu", choices=ACTIVATIONS)
+    activation: str = opt("relu", choices=ACTIVATIONS, per_layer=True)  # one for all, or [relu,tanh]: one per layer
     dropout: float = opt(0.0, ge=0.0, lt=1.0)  # drop probability p of each hidden unit (inverted dropout)
     norm: str = opt("none", choices=NORMS)  # after each hidden linear layer
     residual: bool = False  # skip connections around hidden layers as wide as the layer before
     skip_scale: float = opt(1.0, ge=0.0)  # skip connections H(x) = F(x) + skip_scale * x; not 1: residual on
     bias: bool = True  # false: every layer is z = W h, with no b (through the origin)
+
+    def check(self):
+        n = len(self.activation.split(","))
+        if n > 1 and n != len(self.hidden):
+            raise FieldError("activation", f"give one activation or {len(self.hidden)} (one per hidden layer), not {n}")
 
 
 def check_per_layer(key: str, values: list[int], n: int) -> None:
@@ -56,7 +61,8 @@ class CNNConfig(ModelConfig):
     pool: str = opt("max", choices=POOLS)  # after each conv block
     pool_size: int = opt(2, ge=1)  # pooling window and stride (never pools below 1 pixel)
     activation: str = opt("relu", choices=ACTIVATIONS)
-    norm: str = opt("none", choices=("none", "batch"))  # after each conv
+    norm: str = opt("none", choices=("none", "batch", "layer", "group"))  # after each conv
+    groups: int = opt(4, ge=1)  # norm=group: groups of channels (every conv layer's channels divisible by it)
     dropout: float = opt(0.0, ge=0.0, lt=1.0)  # after each block of the head
     hidden: list[int] = opt([64], ge=1)  # MLP head widths after flattening
 
@@ -65,6 +71,10 @@ class CNNConfig(ModelConfig):
             raise FieldError("channels", "must hold at least one value")
         for key in ("kernel", "stride", "padding"):
             check_per_layer(key, getattr(self, key), len(self.channels))
+        odd = [c for c in self.channels if c % self.groups]
+        if self.norm == "group" and odd:
+            raise FieldError("groups", f"{self.groups} does not divide {odd[0]} channels; give a divisor of every "
+                             f"conv layer's channels ({', '.join(map(str, self.channels))})")  # fmt: skip
 
 
 @option(

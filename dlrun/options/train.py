@@ -326,11 +326,17 @@ declare(
 
 # ----------------------------------------------------------------------------- init
 @dataclass
-class InitConfig(Option):
-    """Base of the initializations."""
+class TorchInitConfig(Option):
+    """init=default: PyTorch's own initialization, biases included (no init.bias: it would not be used)."""
 
     name: str = "default"
-    bias: float = 0.0  # every bias is set to this (not for init=default, which keeps PyTorch's biases)
+
+
+@dataclass
+class InitConfig(TorchInitConfig):
+    """Base of the named initializations: the weights drawn by the name, every bias set to init.bias."""
+
+    bias: float = 0.0  # every bias is set to this (the lectures start biases at zero)
 
 
 @dataclass
@@ -354,7 +360,10 @@ class OrthogonalInitConfig(InitConfig):
 
 
 declare(
-    "init", "default", InitConfig, "PyTorch's defaults (Kaiming-uniform weights with a = sqrt(5), small uniform biases)"
+    "init",
+    "default",
+    TorchInitConfig,
+    "PyTorch's defaults (Kaiming-uniform weights with a = sqrt(5), small uniform biases)",
 )
 declare(
     "init",

@@ -1,0 +1,129 @@
+"""Lecture items as the slides write them: one activation per hidden layer, layer and group norm in CNNs,
+init=default's biases, the summary's floored sizes and its rows adding up, and the fixes a student's tour
+found (PGD's summary line, claims run with overrides, a capitalized activation)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from dlrun.config import compose
+from dlrun.errors import ConfigError
+from dlrun.models import build
+from dlrun.models.summary import summarize
+from tests.conftest import dlrun
+
+
+def model_of(*overrides: str, shape=(1, 8, 8), out=10):
+    torch.manual_seed(0)
+    return build(compose(list(overrides)).model, shape, out)
+
+
+# ----------------------------------------------------------------------------- activations per layer
+def test_one_activation_per_hidden_layer():
+    m = model_of("model.hidden=[8,8,8]", "model.activation=[relu,tanh,sigmoid]")
+    assert [type(getattr(m.layers, f"act{i}")) for i in (1, 2, 3)] == [nn.ReLU, nn.Tanh, nn.Sigmoid]
+    assert compose(["model.hidden=[8,8]", "model.activation=[relu,tanh]"]).model.activation == "relu,tanh"
+    every = model_of("model.hidden=[8,8]", "model.activation=tanh")
+    assert {type(getattr(every.layers, f"act{i}")) for i in (1, 2)} == {nn.Tanh}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["model.hidden=[8,8]", "model.activation=[relu,tanh,relu]"],
+            "give one activation or 2 (one per hidden layer)",
+        ),
+        (["model.activation=[relu,tann]"], "'tann' is not valid; did you mean 'tanh'?"),
+        (["model.activation=Relu"], "'Relu' is not valid; did you mean 'relu'?"),
+        (["model=linear", "model.activation=step"], "no hidden layer"),
+    ],
+)
+def test_activation_errors_are_one_line(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        compose(overrides)
+
+
+# ----------------------------------------------------------------------------- norms in CNNs
+def test_layer_norm_in_a_cnn_normalizes_each_example_over_channels_and_positions():
+    m = model_of("model=cnn", "model.norm=layer", "model.channels=[6]", "model.hidden=[]")
+    ln = m.layers.ln1
+    nn.init.normal_(ln.weight)
+    nn.init.normal_(ln.bias)
+    h = torch.randn(3, 6, 8, 8) * 4 + 2
+    mean = h.mean(dim=(1, 2, 3), keepdim=True)
+    var = h.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+    expected = (h - mean) / torch.sqrt(var + ln.eps) * ln.weight[:, None, None] + ln.bias[:, None, None]
+    torch.testing.assert_close(ln(h), expected)
+
+
+def test_group_norm_in_a_cnn_normalizes_groups_of_channels():
+    m = model_of("model=cnn", "model.norm=group", "model.groups=2", "model.channels=[4]", "model.hidden=[]")
+    gn = m.layers.gn1
+    h = torch.randn(2, 4, 5, 5) * 3 - 1
+    g = h.view(2, 2, 2, 5, 5)  # two groups of two channels
+    mean, var = g.mean(dim=(2, 3, 4), keepdim=True), g.var(dim=(2, 3, 4), unbiased=False, keepdim=True)
+    torch.testing.assert_close(gn(h), ((g - mean) / torch.sqrt(var + gn.eps)).view_as(h))
+    with pytest.raises(ConfigError, match="model.groups: 3 does not divide 16 channels"):
+        compose(["model=cnn", "model.norm=group", "model.groups=3"])
+
+
+def test_a_cnn_with_layer_norm_trains_in_a_group_as_alone(runs):
+    """GroupNorm has no batch statistics: a vectorized group (vmap) gives each member its single run's loss."""
+    from dlrun.train import train
+    from tests.conftest import quick
+
+    common = ["model=cnn", "model.norm=layer", "model.channels=[4]", "model.hidden=[8]", "trainer.steps=5"]
+    group = train(compose(quick(runs, *common, "trainer.seeds=[0,1]")))
+    for seed, member in enumerate(group["members"]):
+        alone = train(compose(quick(runs, *common, f"trainer.seed={seed}")))
+        own = json.loads((Path(member["run_dir"]) / "summary.json").read_text())
+        assert own["metrics"]["test/loss"] == pytest.approx(alone["metrics"]["test/loss"], rel=1e-4)
+
+
+# ----------------------------------------------------------------------------- init and summary
+def test_init_default_has_no_bias_key_and_keeps_pytorchs_biases():
+    cfg = compose([])
+    assert not hasattr(cfg.init, "bias")  # `dlrun config` no longer shows an init.bias that is not applied
+    with pytest.raises(ConfigError, match="init.bias: unknown key"):
+        compose(["init.bias=0"])
+    assert compose(["init=he_uniform"]).init.bias == 0.0
+    m = model_of("model.hidden=[16]")
+    assert m.layers.fc1.bias.abs().max() > 0  # PyTorch's uniform biases
+
+
+def test_summary_says_when_a_size_is_floored_and_its_rows_add_up():
+    m = model_of("model=cnn", "model.kernel=[3]", "model.stride=[2]", "model.padding=[0]", "model.channels=[4]")
+    rows = summarize(m, (1, 8, 8))["rows"]
+    assert rows[0]["formula"] == "M = (8 - 3 + 2*0)/2 + 1 = 3.5, floored to 3"
+
+    class Attention(nn.Module):  # nn.MultiheadAttention keeps in_proj_weight itself and never calls out_proj
+        def __init__(self):
+            super().__init__()
+            self.pos = nn.Parameter(torch.zeros(4, 8))
+            self.att = nn.MultiheadAttention(8, 2, batch_first=True)
+
+        def forward(self, x):
+            h = x.view(-1, 4, 8) + self.pos
+            return self.att(h, h, h)[0].flatten(1)
+
+    info = summarize(Attention(), (32,))
+    assert sum(r["params"] for r in info["rows"]) == info["params"] == 4 * 8 + 3 * 8 * 8 + 3 * 8 + 8 * 8 + 8
+    assert any(r["output"] == "(not called)" and r["layer"] == "att.out_proj" for r in info["rows"])
+
+
+# ----------------------------------------------------------------------------- fixes from the tour
+def test_a_claim_run_with_overrides_is_reported_apart(tmp_path):
+    out, runs = tmp_path / "reports", tmp_path / "runs"
+    result = dlrun(
+        "experiment", "run", "perceptron_rule", "trainer.epochs=2", "--seeds", "0", "--out", str(out),
+        "--runs-dir", str(runs),
+    )  # fmt: skip
+    assert "with trainer.epochs=2: the claim above is stated for its own settings" in result.stdout
+    assert (out / "perceptron_rule+trainer.epochs=2" / "results.json").is_file()
+    assert not (out / "perceptron_rule").exists()
