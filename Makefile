@@ -8,10 +8,10 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test fuzz lint tb bench gpu-check reproduce clean
+.PHONY: help install train test test-fast durations fuzz lint tb bench gpu-check reproduce clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(BIN)/dlrun: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,14 @@ install: $(BIN)/dlrun  ## create .venv with the pinned torch (TORCH_VERSION, def
 train: install  ## install, then train the default config (an MLP on digits)
 	$(BIN)/dlrun train
 
-test: install  ## install, then run the test suite (PYTEST_WORKERS processes, default 2)
-	$(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+test: install  ## install, then run the whole test suite, as CI does (PYTEST_WORKERS processes, default 2)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
+
+test-fast: install  ## the tests under 2 s each (no `slow` marker): the edit-test loop
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow" --durations=5 $(PYTEST_ARGS)
+
+durations: install  ## run the whole suite and record each test's seconds in tests/durations.json (the slow tier)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --record-durations tests/durations.json $(PYTEST_ARGS)
 
 fuzz: install  ## property tests with fresh random inputs (FUZZ_EXAMPLES per test, default 5000)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n $(PYTEST_WORKERS) tests/test_properties.py $(PYTEST_ARGS)

@@ -74,3 +74,54 @@ def leaves(schema: type, prefix: str = ""):
             yield from leaves(type(value), f"{prefix}{f.name}.")
         elif f.name != "name":
             yield f"{prefix}{f.name}", f, value
+
+
+# ----------------------------------------------------------------------------- tiers: make test-fast, make durations
+# `slow`: a test that took SLOW_S seconds or more in the last recorded full run (tests/durations.json, written by
+# `make durations`); `process`: a test whose code starts a process (dlrun(...), start(...), subprocess, torchrun).
+# `make test` runs everything (as CI does); `make test-fast` deselects `slow` for the edit-test loop.
+DURATIONS = os.path.join(os.path.dirname(__file__), "durations.json")
+SLOW_S = 2.0
+STARTS_A_PROCESS = ("dlrun(", "start(", "subprocess.", "Popen(", "torchrun")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--record-durations", metavar="PATH", help="write each test's seconds (setup + call) to PATH")
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+    import json
+
+    recorded = json.load(open(DURATIONS)) if os.path.exists(DURATIONS) else {}
+    sources: dict = {}
+    for item in items:
+        if recorded.get(item.nodeid, 0.0) >= SLOW_S:
+            item.add_marker(pytest.mark.slow)
+        fn = getattr(item, "function", None)
+        if fn is not None:
+            if fn not in sources:
+                try:
+                    sources[fn] = inspect.getsource(fn)
+                except (OSError, TypeError):
+                    sources[fn] = ""
+            if any(s in sources[fn] for s in STARTS_A_PROCESS):
+                item.add_marker(pytest.mark.process)
+
+
+_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if report.when in ("setup", "call"):
+        _seconds[report.nodeid] = _seconds.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    import json
+
+    path = session.config.getoption("--record-durations", None)
+    if path and _seconds and not hasattr(session.config, "workerinput"):  # the controller, which sees every test
+        with open(path, "w") as f:
+            json.dump({k: round(v, 3) for k, v in sorted(_seconds.items())}, f, indent=0)
+            f.write("\n")

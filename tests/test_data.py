@@ -19,7 +19,18 @@ from dlrun.data import DATASETS, Dataset, build
 from dlrun.options import declared
 
 # published test splits (test_mnist1d.py, test_download.py), sequences (test_sequences.py), files (test_data_files.py)
-OWN_TESTS = {"mnist1d", "mnist", "fashion_mnist", "kmnist", "cifar10", "adding", "parity", "sines", "files"}
+OWN_TESTS = {
+    "mnist1d",
+    "mnist",
+    "fashion_mnist",
+    "kmnist",
+    "cifar10",
+    "adding",
+    "parity",
+    "sines",
+    "files",
+    "imagenet",
+}  # imagenet: test_named_models.py
 NAMES = sorted(set(declared("data")) - OWN_TESTS)
 SKLEARN = {
     "digits": skd.load_digits,

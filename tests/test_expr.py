@@ -143,3 +143,30 @@ def test_expr_is_exact_for_a_quadratic():
     a, b = 0.2, -0.4
     assert r["gradient"]["autograd"] == pytest.approx([3 * a + b + 3, a - b], abs=1e-14)
     torch.testing.assert_close(torch.tensor(r["hessian"]["autograd"]), torch.tensor([[3.0, 1.0], [1.0, -1.0]]))
+
+
+# ----------------------------------------------------------------------------- vector functions, step and sign
+def test_a_vector_function_gives_its_jacobian():
+    """f(x1, x2) = (x1 x2, x1 + x2, sin x1): J = [[x2, x1], [1, 1], [cos x1, 0]] by hand."""
+    r = check_expr("x1*x2, x1 + x2, sin(x1)", "1,2")
+    assert r["outputs"] == ["x1 * x2", "x1 + x2", "sin(x1)"] and r["value"] == pytest.approx([2, 3, math.sin(1)])
+    expected = [[2, 1], [1, 1], [math.cos(1), 0]]
+    for which in ("autograd", "numeric"):
+        assert r["jacobian"][which] == [pytest.approx(row, abs=1e-8) for row in expected]
+    assert max(max(row) for row in r["jacobian"]["abs_error"]) < 1e-8 and "hessian" not in r
+    result = runner.invoke(app, ["gradcheck", "--expr", "x1*x2, x1 + x2", "--at", "1,2"])
+    assert result.exit_code == 0 and "Jacobian by autograd" in result.stdout
+    with pytest.raises(ConfigError, match="Tuple"):
+        check_expr("(x1, x2) * 2", "1,2")  # only the top level is a list of formulas
+
+
+def test_step_and_sign_have_derivative_zero_and_are_undefined_at_the_jump():
+    away = check_expr("step(x1 - 1) * x2 + sign(x2)", "2,3")
+    assert away["value"] == 3 + 1 and away["gradient"]["autograd"] == [0.0, 1.0]
+    assert away["gradient"]["numeric"] == pytest.approx([0.0, 1.0]) and away["undefined"] == []
+    at = check_expr("step(x1 - 1) + x2**2", "1,3")
+    assert at["undefined"] == ["step(x1 - 1)"] and at["value"] == 9  # step(0) = 0, sign(0) = +1
+    assert check_expr("sign(x1) * x2", "0,3")["value"] == 3
+    result = runner.invoke(app, ["gradcheck", "--expr", "step(x1 - 1) + x2**2", "--at", "1,3"])
+    shown = " ".join(result.stdout.split())  # the line wraps at the terminal's width
+    assert "step(x1 - 1): its argument is 0 here, at the jump, where its derivative is undefined" in shown

@@ -207,10 +207,10 @@ def _num(v: float) -> str:
     return f"{v:.10g}" if math.isfinite(v) else str(v)
 
 
-def _matrix(title: str, names: list[str], rows: list[list[float]], fmt) -> Table:
+def _matrix(title: str, names: list[str], rows: list[list[float]], fmt, columns: list[str] | None = None) -> Table:
     table = Table(title=title, show_header=True, header_style="bold")
     table.add_column("")
-    for n in names:
+    for n in columns or names:
         table.add_column(n, justify="right")
     for name, row in zip(names, rows, strict=True):
         table.add_row(name, *[fmt(v) for v in row])
@@ -221,6 +221,25 @@ def _print_expr(r: dict) -> None:
     console = Console()
     names = r["variables"]
     point = ", ".join(f"{n}={v:g}" for n, v in zip(names, r["at"], strict=True))
+    for call in r["undefined"]:
+        why = "its derivative is undefined (0 on either side); the differences across the jump are not a derivative"
+        console.print(f"{call}: its argument is 0 here, at the jump, where {why}", highlight=False)
+    if "jacobian" in r:
+        outputs = [f"f{i + 1}" for i in range(len(r["outputs"]))]
+        shown = ", ".join(f"{o} = {e}" for o, e in zip(outputs, r["outputs"], strict=True))
+        values = ", ".join(_num(v) for v in r["value"])
+        console.print(f"{shown}\nat {point}: f = ({values})", highlight=False)
+        j, cols = r["jacobian"], [f"d/d{n}" for n in names]
+        console.print(
+            Columns(
+                [
+                    _matrix("Jacobian by autograd", outputs, j["autograd"], _num, cols),
+                    _matrix(f"by finite differences (h = {r['h']:g})", outputs, j["numeric"], _num, cols),
+                    _matrix("abs error", outputs, j["abs_error"], _sci, cols),
+                ]
+            )
+        )
+        return
     console.print(f"f = {r['expr']}\nat {point}: f = {_num(r['value'])}", highlight=False)
     g = r["gradient"]
     table = Table(title=f"gradient (finite differences: h = {r['h']:g})", show_header=True, header_style="bold")

@@ -1,6 +1,11 @@
 """Gradient and Hessian of a formula, by autograd and by finite differences (`dlrun gradcheck --expr`).
 
     check_expr("2*x1*x2 - x3*log(x1) - 1/x3", [1, 2, 3])
+    check_expr("x1*x2, x1 + x2", [1, 2])          # a vector function: its Jacobian
+
+Several formulas separated by commas are a vector function f: R^n -> R^m, checked through its m x n
+Jacobian (no Hessian). step() and sign() are allowed: their derivative is 0 away from the jump and
+undefined at it, which the report names instead of comparing differences across the jump.
 
 The formula is parsed with Python's `ast` and evaluated by walking the tree: only numbers,
 variables, + - * / **, unary minus and calls of FUNCTIONS are accepted; nothing is ever passed
@@ -38,7 +43,25 @@ FUNCTIONS = {
     "sigmoid": torch.sigmoid,
     "relu": torch.relu,
     "abs": torch.abs,
+    "step": lambda z: _Jump.apply(z, "step"),
+    "sign": lambda z: _Jump.apply(z, "sign"),
 }
+JUMPS = ("step", "sign")
+MAX_OUTPUTS = 32
+
+
+class _Jump(torch.autograd.Function):
+    """step(z) = 1 if z > 0 else 0 and sign(z) = +1 if z >= 0 else -1 (as model.activation's); derivative 0."""
+
+    @staticmethod
+    def forward(ctx, z, kind):
+        return (z > 0).to(z.dtype) if kind == "step" else torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        return torch.zeros_like(grad_out), None
+
+
 _BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
 _UNARY = {ast.USub: "-", ast.UAdd: "+"}
 ALLOWED = "numbers, variables, + - * / **, unary minus and " + ", ".join(f"{f}()" for f in FUNCTIONS)
@@ -76,7 +99,13 @@ def parse(text: str) -> ast.Expression:
     nodes = sum(isinstance(n, ast.expr) for n in ast.walk(tree.body))  # not the operators themselves
     if nodes > MAX_NODES:
         raise ConfigError(f"--expr '{_shown(text)}': {nodes:,} terms and operations; at most {MAX_NODES} are allowed")
-    _check(tree.body, source)
+    parts = tree.body.elts if isinstance(tree.body, ast.Tuple) else [tree.body]
+    if not parts or len(parts) > MAX_OUTPUTS:
+        raise ConfigError(
+            f"--expr '{_shown(text)}': {len(parts)} formulas; give 1 to {MAX_OUTPUTS}, separated by commas"
+        )
+    for part in parts:
+        _check(part, source)
     return tree
 
 
@@ -140,6 +169,8 @@ def evaluate(node: ast.AST, env: dict[str, torch.Tensor]) -> torch.Tensor:
     """The value of a checked tree, with the variables bound to the tensors in env."""
     if isinstance(node, ast.Expression):
         return evaluate(node.body, env)
+    if isinstance(node, ast.Tuple):  # a vector function: (..., m)
+        return torch.stack(torch.broadcast_tensors(*[evaluate(e, env) for e in node.elts]), -1)
     if isinstance(node, ast.Constant):
         return torch.tensor(float(node.value), dtype=torch.float64)
     if isinstance(node, ast.Name):
@@ -176,6 +207,44 @@ def parse_point(at: str | list[float] | None, names: list[str], text: str) -> li
     return values
 
 
+def jumps_at(tree: ast.Expression, env: dict[str, torch.Tensor]) -> list[str]:
+    """The step() and sign() calls whose argument is exactly 0 at the point: where their derivative is undefined."""
+    return [
+        ast.unparse(node)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and node.func.id in JUMPS and evaluate(node.args[0], env).item() == 0
+    ]
+
+
+def check_jacobian(tree: ast.Expression, text: str, names: list[str], point: torch.Tensor, h: float) -> dict:
+    """A vector function's Jacobian J[i][j] = df_i/dx_j by autograd and by centered differences."""
+
+    def f(x: torch.Tensor) -> torch.Tensor:  # (..., n) -> (..., m)
+        return evaluate(tree, {name: x[..., i] for i, name in enumerate(names)})
+
+    values = f(point)
+    if not torch.isfinite(values).all():
+        where = ", ".join(f"{n}={v:g}" for n, v in zip(names, point.tolist(), strict=True))
+        raise ConfigError(f"--expr '{text}' is {values.tolist()} at ({where}): outside its domain")
+    auto = torch.autograd.functional.jacobian(f, point)  # (m, n)
+    eye = torch.eye(len(names), dtype=torch.float64)
+    numeric = ((f(point + h * eye) - f(point - h * eye)) / (2 * h)).T  # row j of the stack: +- h e_j
+    return {
+        "expr": text,
+        "variables": names,
+        "outputs": [ast.unparse(e) for e in tree.body.elts],
+        "at": point.tolist(),
+        "value": values.tolist(),
+        "h": h,
+        "jacobian": {
+            "autograd": auto.tolist(),
+            "numeric": numeric.tolist(),
+            "abs_error": (auto - numeric).abs().tolist(),
+        },
+        "undefined": jumps_at(tree, {n: point[i] for i, n in enumerate(names)}),
+    }
+
+
 def check_expr(text: str, at: str | list[float] | None, h: float = 1e-6) -> dict[str, Any]:
     """Value, gradient and Hessian at the point, by autograd and by finite differences, with each entry's error."""
     if not h > 0:
@@ -185,6 +254,8 @@ def check_expr(text: str, at: str | list[float] | None, h: float = 1e-6) -> dict
     if not names:
         raise ConfigError(f"--expr '{text}': no variables to differentiate by")
     point = torch.tensor(parse_point(at, names, text), dtype=torch.float64)
+    if isinstance(tree.body, ast.Tuple):
+        return check_jacobian(tree, text, names, point, h)
 
     def f(x: torch.Tensor) -> torch.Tensor:  # (..., n) -> (...): many points in one walk of the tree
         return evaluate(tree, {name: x[..., i] for i, name in enumerate(names)})
@@ -220,4 +291,5 @@ def check_expr(text: str, at: str | list[float] | None, h: float = 1e-6) -> dict
             "numeric": hess_num.tolist(),
             "abs_error": (hess_auto - hess_num).abs().tolist(),
         },
+        "undefined": jumps_at(tree, {n: point[i] for i, n in enumerate(names)}),
     }
