@@ -1,4 +1,5 @@
-"""Recurrent networks: h_t = F(x_t, h_{t-1}; W) with F a tanh RNN, an LSTM or a GRU, then a linear head.
+"""Recurrent networks: h_t = F(x_t, h_{t-1}; W) with F a tanh RNN, an LSTM, a GRU or a small MLP, then a
+linear head.
 
 How an example becomes a sequence x_1 ... x_T (the model takes a batch (B, *input_shape)):
 
@@ -26,7 +27,49 @@ from torch import nn
 from dlrun.options import RNNConfig
 from dlrun.options.model import fit_reason
 
-CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}  # nn.RNN is tanh by default
+
+class MLPRecurrence(nn.Module):
+    """h_t = F([x_t, h_{t-1}]) with F a small MLP (the lectures: "F could be any neural network"): Linear to
+    each width of `cell_hidden` with tanh, then Linear to hidden_size with tanh. Batch-first like nn.RNN: stacked
+    layers (dropout between them) and both directions; returns (outputs (B, T, D*H), h_n (layers*D, B, H))."""
+
+    def __init__(self, features: int, hidden_size: int, num_layers: int = 1, batch_first: bool = True,
+                 bidirectional: bool = False, dropout: float = 0.0, cell_hidden: tuple[int, ...] = (64,)):  # fmt: skip
+        super().__init__()
+        self.hidden_size, self.directions, self.dropout = hidden_size, 2 if bidirectional else 1, dropout
+        cells = []
+        for layer in range(num_layers):
+            width = features if layer == 0 else hidden_size * self.directions
+            for _ in range(self.directions):
+                parts: list[nn.Module] = []
+                for w in (*cell_hidden, hidden_size):
+                    parts += [nn.Linear(width + (hidden_size if not parts else 0), w), nn.Tanh()]
+                    width = w
+                cells.append(nn.Sequential(*parts))
+                width = features if layer == 0 else hidden_size * self.directions
+        self.cells = nn.ModuleList(cells)
+
+    def forward(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        finals = []
+        for layer in range(len(self.cells) // self.directions):
+            outs = []
+            for d in range(self.directions):
+                cell = self.cells[layer * self.directions + d]
+                h = seq.new_zeros(seq.shape[0], self.hidden_size)
+                steps = range(seq.shape[1]) if d == 0 else reversed(range(seq.shape[1]))
+                ys = {}
+                for t in steps:
+                    h = cell(torch.cat([seq[:, t], h], dim=1))
+                    ys[t] = h
+                outs.append(torch.stack([ys[t] for t in range(seq.shape[1])], dim=1))
+                finals.append(h)
+            seq = torch.cat(outs, dim=2)
+            if self.dropout and self.training and layer < len(self.cells) // self.directions - 1:
+                seq = nn.functional.dropout(seq, self.dropout)
+        return seq, torch.stack(finals)
+
+
+CELLS: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU, "mlp": MLPRecurrence}
 
 
 def sequence_shape(input_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -71,6 +114,7 @@ class RNN(nn.Module):
         bidirectional: bool = False,
         readout: str = "last",
         dropout: float = 0.0,
+        cell_hidden: tuple[int, ...] = (64,),
     ):
         super().__init__()
         if cell not in CELLS:
@@ -86,6 +130,7 @@ class RNN(nn.Module):
             batch_first=True,
             bidirectional=bidirectional,
             dropout=dropout if layers > 1 else 0.0,  # torch applies it between stacked layers only
+            **({"cell_hidden": tuple(cell_hidden)} if cell == "mlp" else {}),
         )
         width = hidden_size * self.directions  # one step's output
         if readout == "flatten":
@@ -121,6 +166,7 @@ def build_rnn(cfg: RNNConfig, input_shape: tuple[int, ...], out_features: int) -
         bidirectional=cfg.bidirectional,
         readout=cfg.readout,
         dropout=cfg.dropout,
+        cell_hidden=tuple(getattr(cfg, "cell_hidden", (64,))),
     )
 
 

@@ -39,6 +39,11 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
 
         def hook(mod, inputs, output, name=name):
             out = output[0] if isinstance(output, tuple) else output
+            seen = next((r for r in rows if r["layer"] == _shown(name)), None)
+            if seen is not None:  # a module run at every step (a recurrent cell): one row, with its calls
+                seen["calls"] += 1
+                seen["type"] = f"{type(mod).__name__} (x{seen['calls']})"
+                return
             rows.append(
                 {
                     "layer": _shown(name),
@@ -46,6 +51,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
                     "output": tuple(out.shape[1:]),
                     "params": sum(p.numel() for p in mod.parameters(recurse=False)),
                     "formula": _formula(mod, tuple(inputs[0].shape)),
+                    "calls": 1,
                 }
             )
 

@@ -7,7 +7,7 @@ from dlrun.options.core import FieldError, Option, caps, check_range, declare, d
 
 ACTIVATIONS = ("identity", "step", "sign", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu")
 NORMS = ("none", "batch", "layer")
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "mlp")
 READOUTS = ("last", "mean", "flatten")
 POOLS = ("max", "avg", "none")
 CONV = "convolves signals (C, L) or images (C, H, W)"
@@ -88,7 +88,8 @@ class CNNConfig(ModelConfig):
 class RNNConfig(ModelConfig):
     """Recurrent network h_t = F(x_t, h_{t-1}; W): a signal step by step or an image row by row, then a head"""
 
-    cell: str = opt("gru", choices=CELLS)  # rnn (tanh) | lstm | gru
+    cell: str = opt("gru", choices=CELLS)  # rnn (tanh) | lstm | gru | mlp: h_t = MLP([x_t, h_{t-1}])
+    cell_hidden: list[int] = opt([64], ge=1)  # cell=mlp: the hidden widths of the cell's MLP (tanh)
     hidden_size: int = opt(64, ge=1)  # units of h_t (per direction)
     layers: int = opt(1, ge=1)  # stacked recurrent layers
     bidirectional: bool = False  # also read the sequence backwards; outputs side by side
