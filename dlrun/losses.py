@@ -129,6 +129,9 @@ def per_example(fn: LossFn, value: torch.Tensor, n: int) -> torch.Tensor:
 def build(cfg, task: Task) -> tuple[str, LossFn]:
     """(resolved name, loss function) for a LossConfig and a task."""
     name = resolve(cfg.name, task)
+    if task.soft_labels and name != "cross_entropy":
+        raise ConfigError(f"loss={name}: the labels are class probabilities (soft labels); use loss=cross_entropy "
+                          "(or auto), which takes a distribution as its target")  # fmt: skip
     if getattr(cfg, "label_smoothing", 0.0) and name != "cross_entropy":
         raise ConfigError(
             f"loss.label_smoothing={cfg.label_smoothing}: smooths the classes of cross_entropy; "
@@ -147,8 +150,9 @@ def build(cfg, task: Task) -> tuple[str, LossFn]:
 @torch.no_grad()
 def batch_metrics(z: torch.Tensor, y: torch.Tensor, task: Task, cut: float = 0.0) -> dict[str, torch.Tensor]:
     """Sums over the batch (divide by N after summing batches): `correct` or `sq_err`. A single output is
-    class 1 above `cut` (the loss's threshold: 0 for a logit)."""
+    class 1 above `cut` (the loss's threshold: 0 for a logit); soft labels count their most likely class."""
     if task.is_classification:
+        y = y.argmax(dim=-1) if task.soft_labels else y
         pred = (z.squeeze(-1) > cut).long() if z.shape[-1] == 1 else z.argmax(dim=-1)
         return {"correct": (pred == y).sum()}
     return {"sq_err": (z - y).pow(2).mean(dim=-1).sum()}

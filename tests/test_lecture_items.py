@@ -154,3 +154,61 @@ def test_an_rnn_with_an_mlp_cell_trains_and_its_gradients_check(runs):
     report = check_config(compose(["model=rnn", "model.cell=mlp", "model.hidden_size=4", "model.cell_hidden=[6]",
                                    "model.layers=2"]), batch=3, coords=2)  # fmt: skip
     assert report["verdict"] in ("good", "acceptable") and report["wrong"] == []
+
+
+# ----------------------------------------------------------------------------- soft labels
+def write_npz(path, x, y):
+    import numpy as np
+
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def test_one_hot_soft_labels_train_exactly_as_hard_labels(tmp_path, runs):
+    """Cross-entropy against a distribution, -sum_k p_k log softmax(z)_k, is the usual loss for one-hot p."""
+    import numpy as np
+
+    from dlrun.train import train
+    from tests.conftest import quick
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    labels = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0).astype(int)  # 3 classes
+    hard = write_npz(tmp_path / "hard.npz", x, labels)
+    soft = write_npz(tmp_path / "soft.npz", x, np.eye(3)[labels])
+    common = ["data=files", "data.task=classification", "trainer.epochs=3", "model.hidden=[8]"]
+    a = train(compose(quick(runs, *common, f"data.path={hard}")))
+    b = train(compose(quick(runs, *common, f"data.path={soft}")))
+    for key in ("test/loss", "test/acc", "train_final/loss"):
+        assert b["metrics"][key] == pytest.approx(a["metrics"][key], rel=1e-5), key
+
+
+def test_soft_labels_loss_is_cross_entropy_against_the_distribution(tmp_path):
+    import numpy as np
+
+    from dlrun.data import build as build_data
+    from dlrun.losses import build as build_loss
+
+    rng = np.random.default_rng(1)
+    p = rng.dirichlet(np.ones(4), size=60)
+    data = build_data(compose(["data=files", f"data.path={write_npz(tmp_path / 's.npz', rng.normal(size=(60, 2)), p)}",
+                               "data.task=classification"]).data)  # fmt: skip
+    assert data.task.soft_labels and data.task.n_classes == 4 and data.train.y.shape[1] == 4
+    name, fn = build_loss(compose([]).loss, data.task)
+    z = torch.randn(len(data.train), 4)
+    expected = -(data.train.y * torch.log_softmax(z, -1)).sum(-1).mean()
+    assert name == "cross_entropy"
+    torch.testing.assert_close(fn(z, data.train.y), expected)
+
+
+def test_soft_labels_must_be_distributions(tmp_path):
+    import numpy as np
+
+    from dlrun.data import build as build_data
+
+    p = np.full((30, 3), 0.3)
+    with pytest.raises(ConfigError, match=r"row 0 \(counting from 0\) holds .* summing to 0.9; soft labels are"):
+        build_data(compose(["data=files", f"data.path={write_npz(tmp_path / 'b.npz', np.zeros((30, 2)), p)}",
+                            "data.task=classification"]).data)  # fmt: skip
+    auto = build_data(compose(["data=files", f"data.path={tmp_path / 'b.npz'}"]).data)
+    assert auto.task.kind == "regression" and auto.task.n_targets == 3  # a 2-D y is soft labels only when asked

@@ -42,6 +42,7 @@ def subset(data: Dataset, n: int, seed: int) -> Dataset:
     if n >= total:
         raise ConfigError(f"data.n_train={n}: the train split of data={data.name} has {total:,} examples; give fewer")
     y = data.train.y.cpu().numpy()
+    y = y.argmax(1) if data.task.soft_labels else y  # soft labels: stratified by the most likely class
     classes = data.task.kind != "regression"
     if classes and n < len(np.unique(y)):
         raise ConfigError(f"data.n_train={n}: fewer than the {len(np.unique(y))} classes; give at least one per class")

@@ -25,6 +25,7 @@ class Task:
     n_targets: int = 1  # regression outputs
     value_range: tuple[float, float] = (0.0, 1.0)  # min/max of the standardized train inputs
     class_names: tuple[str, ...] = ()
+    soft_labels: bool = False  # classification against class probabilities: y is (N, n_classes), rows sum to 1
 
     @property
     def is_classification(self) -> bool:
@@ -34,7 +35,7 @@ class Task:
 @dataclass
 class Split:
     x: torch.Tensor  # (N, *input_shape), float32
-    y: torch.Tensor  # (N,) int64 class labels, or (N, n_targets) float32 targets
+    y: torch.Tensor  # (N,) int64 class labels, (N, n_classes) float32 soft labels, or (N, n_targets) float32 targets
 
     def __len__(self) -> int:
         return len(self.x)

@@ -56,7 +56,8 @@ def split_and_standardize(
     otherwise test_fraction and val_fraction are fractions of all examples.
     """
     n = len(x)
-    train, val, test = split_indices(name, y, kind, cfg, n_test)
+    soft = kind != "regression" and y.ndim == 2  # soft labels: split by each example's most likely class
+    train, val, test = split_indices(name, y.argmax(1) if soft else y, kind, cfg, n_test)
 
     x = x_raw = x.astype(np.float64)
     stats: dict[str, np.ndarray] = {}
@@ -87,6 +88,9 @@ def split_and_standardize(
             stats["y_mean"], stats["y_std"] = y_mean, y_std
         y_t = torch.tensor(y, dtype=torch.float32)
         n_classes, n_targets = 0, y.shape[1]
+    elif soft:
+        y_t = torch.tensor(y, dtype=torch.float32)
+        n_classes, n_targets = y.shape[1], 1
     else:
         y_t = torch.tensor(y, dtype=torch.int64)
         n_classes, n_targets = int(y.max()) + 1, 1
@@ -101,6 +105,7 @@ def split_and_standardize(
         value_range=(float(x_t[train].min()), float(x_t[train].max())),
         class_names=class_names,
         input_kind=input_kind,
+        soft_labels=soft,
     )
     pick = lambda i: Split(x_t[i], y_t[i])  # noqa: E731
     return Dataset(name, task, pick(train), pick(val), pick(test), stats)

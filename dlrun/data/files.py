@@ -303,6 +303,8 @@ def encode_labels(labels: np.ndarray, task: str, where: str) -> tuple[str, np.nd
         if text:
             raise ConfigError(f"data.task=regression: {where} holds text labels; use data.task=classification or auto")
         return "regression", labels.astype(np.float64), ()
+    if labels.ndim == 2 and labels.dtype.kind == "f":
+        return soft_labels(labels, where)
     if labels.ndim != 1:
         raise ConfigError(f"data.task=classification: {where} has shape {labels.shape}; give one label per example")
     classes, y = np.unique(labels, return_inverse=True)
@@ -312,6 +314,24 @@ def encode_labels(labels: np.ndarray, task: str, where: str) -> tuple[str, np.nd
             "(or set data.task=regression)"
         )
     return ("binary" if len(classes) == 2 else "multiclass"), y.astype(np.int64), tuple(map(_class_name, classes))
+
+
+def soft_labels(p: np.ndarray, where: str) -> tuple[str, np.ndarray, tuple[str, ...]]:
+    """A 2-D y with data.task=classification: each row the probabilities of the classes (soft labels), trained
+    with cross-entropy against that distribution; accuracy is against each row's most likely class."""
+    if p.shape[1] < 2:
+        raise ConfigError(
+            f"data.task=classification: {where} has {p.shape[1]} column; soft labels need one per class (>= 2)"
+        )
+    sums = p.sum(axis=1)
+    bad = np.flatnonzero((p < 0).any(axis=1) | (np.abs(sums - 1) > 1e-6))
+    if len(bad):
+        i = int(bad[0])
+        raise ConfigError(
+            f"{where}: row {i} (counting from 0) holds {np.round(p[i], 6).tolist()[:6]}, summing to {sums[i]:.6g}; "
+            "soft labels are class probabilities, >= 0 and summing to 1 in every row"
+        )
+    return "multiclass", p.astype(np.float64), tuple(str(k) for k in range(p.shape[1]))
 
 
 # ----------------------------------------------------------------------------- data=files

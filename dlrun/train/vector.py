@@ -218,7 +218,7 @@ class Stacked:
 
     def _stacked_loss(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """[K]: each member's loss of its outputs z[k] against y[k]."""
-        if self.loss_fn is losses.cross_entropy:  # one kernel for all: the per-example losses, then each mean
+        if self.loss_fn is losses.cross_entropy and not y.is_floating_point():  # one kernel for all members
             per_example = nn.functional.cross_entropy(z.flatten(0, 1), y.flatten(), reduction="none")
             return per_example.view(y.shape).mean(1)
         return vmap(self.loss_fn)(z, y)

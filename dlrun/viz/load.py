@@ -110,5 +110,14 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> tuple[
 
 
 def require_classification(run: LoadedRun, what: str) -> None:
+    """A classifier's run; soft labels are read as each example's most likely class (what the pictures show)."""
     if not run.task.is_classification:
         raise ConfigError(f"{run.run_dir}: {what} needs a classifier; data={run.cfg.data.name} is a regression task")
+    if run.task.soft_labels:
+        from dataclasses import replace
+
+        from dlrun.data import Split
+
+        d = run.setup.data
+        hard = {s: Split(getattr(d, s).x, getattr(d, s).y.argmax(-1)) for s in ("train", "val", "test")}
+        run.setup.data = replace(d, task=replace(d.task, soft_labels=False), **hard)
