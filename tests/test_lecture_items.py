@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -212,3 +213,27 @@ def test_soft_labels_must_be_distributions(tmp_path):
                             "data.task=classification"]).data)  # fmt: skip
     auto = build_data(compose(["data=files", f"data.path={tmp_path / 'b.npz'}"]).data)
     assert auto.task.kind == "regression" and auto.task.n_targets == 3  # a 2-D y is soft labels only when asked
+
+
+# ----------------------------------------------------------------------------- optimizer trajectories
+def test_sgd_on_a_quadratic_bowl_shrinks_each_coordinate_geometrically():
+    """f = x1^2 + 2 x2^2: x <- x - lr grad f, so x1 <- (1 - 2 lr) x1 and x2 <- (1 - 4 lr) x2 (d2l's example)."""
+    from dlrun.viz.trajectory import descend
+
+    sgd, adam = descend("x1**2 + 2*x2**2", [-5.0, -2.0], ["sgd", "adam"], 0.1, 20)
+    t = np.arange(21)
+    np.testing.assert_allclose(sgd.points[:, 0], -5.0 * 0.8**t, rtol=1e-12)
+    np.testing.assert_allclose(sgd.points[:, 1], -2.0 * 0.6**t, rtol=1e-12)
+    # Adam's first step moves each coordinate by lr (the bias-corrected m / sqrt(v) is the gradient's sign)
+    np.testing.assert_allclose(adam.points[1], [-4.9, -1.9], rtol=1e-6)
+
+
+def test_trajectory_command_draws_the_paths(tmp_path):
+    out = tmp_path / "t.png"
+    result = dlrun("viz", "trajectory", "--expr", "x1**2 + 2*x2**2", "--at", "-5,-2", "--optim", "sgd,momentum",
+                   "--steps", "5", "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "sgd: f = 33 at the start -> " in result.stdout and out.read_bytes()[:4] == b"\x89PNG"
+    bad = dlrun("viz", "trajectory", "--expr", "log(x1) + x2", "--at", "1,1", "--optim", "sgd", "--lr", "10",
+                "--steps", "3", "--out", str(out))  # fmt: skip
+    assert bad.returncode == 0 and "left the surface's domain or diverged" in bad.stdout

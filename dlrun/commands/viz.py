@@ -495,6 +495,44 @@ def activations(
     _save(lib.plot_activations(stats, title), run, "activations", out)
 
 
+@viz_app.command(
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun viz trajectory --expr 'x1**2 + 2*x2**2' --at -5,-2 --optim sgd,momentum,adam --lr 0.1\n\n"
+        "  dlrun viz trajectory --expr '(1 - x1)**2 + 100*(x2 - x1**2)**2' --at -1,1 --optim adam,rmsprop --lr 0.01 "
+        "--steps 300"
+    )
+)
+@handle_errors
+def trajectory(
+    expr: str = typer.Option(..., "--expr", help="f(x1, x2): a formula of two variables (as gradcheck --expr)."),
+    at: str = typer.Option(..., "--at", help="The start: two comma-separated values."),
+    optim: str = typer.Option("sgd,momentum,adam", "--optim", help="Comma-separated optimizers (dlrun list optim)."),
+    lr: float = typer.Option(0.1, "--lr", help="optim.lr of every optimizer."),
+    steps: int = typer.Option(50, "--steps", min=1, max=100_000, help="Steps of each optimizer."),
+    out: Path = typer.Option(Path("trajectory.png"), "--out", "-o", help="The PNG to write."),
+):
+    """Optimizers' paths on the contours of a 2-variable surface (d2l's show_trace_2d), with dlrun's optimizers."""
+    from dlrun.errors import ConfigError
+    from dlrun.gradcheck.expr import parse_point
+    from dlrun.viz import trajectory as lib
+    from dlrun.viz.picture import save
+
+    _check_writable(out, [])
+    if not (lr > 0 and lr < float("inf")):
+        raise ConfigError(f"--lr {lr}: give a step size > 0")
+    _, names = lib.surface(expr)
+    start = parse_point(at, names, expr)
+    optims = [o.strip() for o in optim.split(",") if o.strip()]
+    paths = lib.descend(expr, start, optims, lr, steps)
+    for t in paths:
+        end = ", ".join(f"{v:.4g}" for v in t.points[-1])
+        print(f"{t.optim}: f = {t.values[0]:.4g} at the start -> {t.values[-1]:.4g} at ({end}) after "
+              f"{len(t.points) - 1} steps{'; ' + t.stopped if t.stopped else ''}")  # fmt: skip
+    picture = save(lib.plot_trajectories(expr, paths, lr), out, "viz/trajectory")
+    _report(picture, [], 0)
+
+
 def _classifier(run_dir: Path, weights: str, out: Path | None, what: str):
     """The run of a classifier, loaded, with its folder (and --out's) checked writable before the work."""
     from dlrun.viz.load import load_run, require_classification
