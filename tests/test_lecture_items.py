@@ -237,3 +237,20 @@ def test_trajectory_command_draws_the_paths(tmp_path):
     bad = dlrun("viz", "trajectory", "--expr", "log(x1) + x2", "--at", "1,1", "--optim", "sgd", "--lr", "10",
                 "--steps", "3", "--out", str(out))  # fmt: skip
     assert bad.returncode == 0 and "left the surface's domain or diverged" in bad.stdout
+
+
+def test_activation_derivatives_match_their_formulas():
+    """sigmoid' = s (1 - s) (at most 1/4, at 0), tanh' = 1 - tanh^2, relu' = [z > 0]; step' = 0."""
+    from dlrun.viz.functions import curves
+
+    data = curves(["sigmoid", "tanh", "relu", "step"], -4, 4, 81)
+    z, s, ds = data["sigmoid"]
+    np.testing.assert_allclose(ds, s * (1 - s), atol=1e-12)
+    assert ds.max() == pytest.approx(0.25)
+    z, t, dt = data["tanh"]
+    np.testing.assert_allclose(dt, 1 - t**2, atol=1e-12)
+    z, _, dr = data["relu"]
+    np.testing.assert_array_equal(dr, (z > 0).astype(float))
+    assert not data["step"][2].any()
+    result = dlrun("viz", "functions", "--names", "relu,tahn")
+    assert result.returncode == 2 and "did you mean 'tanh'?" in result.stderr

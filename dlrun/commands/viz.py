@@ -533,6 +533,39 @@ def trajectory(
     _report(picture, [], 0)
 
 
+@viz_app.command(
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun viz functions\n\n"
+        "  dlrun viz functions --names sigmoid,tanh --range -6,6     [dim]# saturation: g'(z) -> 0[/]"
+    )
+)
+@handle_errors
+def functions(
+    names: str = typer.Option("sigmoid,tanh,relu,leaky_relu,elu,gelu", "--names", help="Comma-separated activations."),
+    span: str = typer.Option("-4,4", "--range", help="The z axis: LO,HI."),
+    out: Path = typer.Option(Path("functions.png"), "--out", "-o", help="The PNG to write."),
+):
+    """Activation functions g(z) and their derivatives g'(z) (by autograd), side by side."""
+    from dlrun.errors import ConfigError
+    from dlrun.viz import functions as lib
+    from dlrun.viz.picture import save
+
+    _check_writable(out, [])
+    try:
+        lo, hi = (float(v) for v in span.split(","))
+    except ValueError:
+        raise ConfigError(f"--range {span}: give LO,HI, e.g. --range -4,4") from None
+    if not (lo < hi and abs(lo) < 1e6 and abs(hi) < 1e6):
+        raise ConfigError(f"--range {span}: give finite LO < HI (within 1e6)")
+    data = lib.curves([n.strip() for n in names.split(",") if n.strip()], lo, hi)
+    for name, (z, _, d) in data.items():
+        at0 = d[abs(z).argmin()]
+        print(f"{name}: g'(z) from {d.min():.4g} to {d.max():.4g} on [{lo:g}, {hi:g}]; g'(0) = {at0:.4g}")
+    picture = save(lib.plot_functions(data), out, "viz/functions")
+    _report(picture, [], 0)
+
+
 def _classifier(run_dir: Path, weights: str, out: Path | None, what: str):
     """The run of a classifier, loaded, with its folder (and --out's) checked writable before the work."""
     from dlrun.viz.load import load_run, require_classification
