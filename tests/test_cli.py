@@ -157,12 +157,29 @@ def test_only_the_program_freezes_the_heap_before_exit(monkeypatch):
     assert frozen == [True]
 
 
+def complete_bash(line: str, **env) -> list[str]:
+    """What bash completes for `line` (its words split at spaces and at `=`, as COMP_WORDBREAKS does)."""
+    words = line.replace("=", " = ").split() + ([""] if line.endswith((" ", "=")) else [])
+    env = {**os.environ, **env, "_DLRUN_COMPLETE": "complete_bash", "COMP_WORDS": " ".join(words),
+           "COMP_CWORD": str(len(words) - 1)}  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "dlrun"], env=env, **TEXT).stdout.split()
+
+
 def test_shell_completion():
-    script = dlrun("--show-completion", "bash")
+    """The bash script (what --install-completion installs), commands, and overrides: groups and their options
+    (plugins' too), a group's keys, a key's declared values."""
+    env = {**os.environ, "_DLRUN_COMPLETE": "source_bash"}
+    script = subprocess.run([sys.executable, "-m", "dlrun"], env=env, **TEXT)
     assert script.returncode == 0 and "_DLRUN_COMPLETE" in script.stdout
-    env = {**os.environ, "_DLRUN_COMPLETE": "complete_bash", "COMP_WORDS": "dlrun tr", "COMP_CWORD": "1"}
-    words = subprocess.run([sys.executable, "-m", "dlrun", "tr"], env=env, **TEXT)
-    assert words.stdout.split() == ["train"]
+    assert complete_bash("dlrun tr") == ["train"]
+    assert complete_bash("dlrun train model=vgg1") == ["vgg11", "vgg13", "vgg16", "vgg19"]  # bash: the value alone
+    assert "optim.lr=" in complete_bash("dlrun train optim.l") and "model=" in complete_bash("dlrun train mod")
+    assert complete_bash("dlrun train trainer.precision=") == ["32", "bf16", "16"]
+    assert complete_bash("dlrun train model.bidirectional=") == ["true", "false"]
+    plugin = complete_bash("dlrun train model=transf", DLRUN_PLUGINS="experiments/plugins/transformer.py")
+    assert plugin == ["transformer"]
+    zsh = {**os.environ, "_DLRUN_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "dlrun summary data=mnist1"}
+    assert '"data=mnist1d"' in subprocess.run([sys.executable, "-m", "dlrun"], env=zsh, **TEXT).stdout
 
 
 def fake_runs(root) -> None:

@@ -104,6 +104,26 @@ OVERRIDES_HELP = (
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
+def _complete_override(ctx: typer.Context, incomplete: str) -> list[str]:
+    """zsh and fish pass `model=re` whole; bash splits it at `=` (COMP_WORDBREAKS): `model`, `=`, `re`, and
+    replaces only the last word, so there the values come without their `key=`."""
+    from dlrun.config.complete import complete
+
+    before = ctx.params.get("overrides") or ()
+    args = [str(a) for a in before]
+
+    if incomplete == "=" and args:  # the cursor right after `model=`
+        return ["=" + c.split("=", 1)[1] for c in complete(args[-1] + "=")]
+    if len(args) >= 2 and args[-1] == "=":
+        return [c.split("=", 1)[1] for c in complete(f"{args[-2]}={incomplete}")]
+    return complete(incomplete)
+
+
+def overrides_argument(help: str = OVERRIDES_HELP):
+    """The overrides argument of a command, completed in the shell (model=<TAB>, optim.<TAB>)."""
+    return typer.Argument(None, help=help, show_default=False, autocompletion=_complete_override)
+
+
 def _fail(message: str, code: int) -> None:
     print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(code)

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, print_table
+from dlrun.commands.base import PASS_THROUGH, app, handle_errors, overrides_argument, print_table
 
 
 @app.command(
@@ -22,7 +22,7 @@ from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
     ),
 )
 @handle_errors
-def config(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)):
+def config(overrides: list[str] | None = overrides_argument()):
     """Print the composed, validated config as YAML (nothing is trained)."""
     from dlrun.config import compose, to_yaml
 
@@ -41,7 +41,7 @@ def config(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HEL
     ),
 )
 @handle_errors
-def summary(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)):
+def summary(overrides: list[str] | None = overrides_argument()):
     """Per-layer table (output shape, parameters, conv output sizes) and a check that model and data fit."""
     from dlrun.config import compose
 

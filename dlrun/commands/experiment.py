@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.commands.base import app, handle_errors, print_table
+from dlrun.commands.base import app, handle_errors, overrides_argument, print_table
 
 experiment_app = typer.Typer(
     help="The lectures' claims as experiments: run them across seeds and see whether they hold.",
@@ -66,7 +66,7 @@ def list_():
 @handle_errors
 def run_(
     name: str = typer.Argument(..., help="An experiment with a claim (see dlrun experiment list)."),
-    overrides: list[str] | None = typer.Argument(None, help="Extra overrides for every run.", show_default=False),
+    overrides: list[str] | None = overrides_argument("Extra overrides for every run."),
     seeds: str | None = typer.Option(None, help=SEEDS_HELP),
     quick: bool = typer.Option(False, "--quick", help=QUICK_HELP),
     runs_dir: Path = typer.Option(Path("runs"), help="Runs go to RUNS_DIR/experiments/NAME/<condition>/."),

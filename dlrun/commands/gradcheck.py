@@ -10,7 +10,7 @@ from rich.columns import Columns
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, print_table
+from dlrun.commands.base import PASS_THROUGH, app, handle_errors, overrides_argument, print_table
 
 COLORS = {"good": "green", "acceptable": "cyan", "suspicious": "yellow", "wrong": "bold red"}
 
@@ -31,7 +31,7 @@ COLORS = {"good": "green", "acceptable": "cyan", "suspicious": "yellow", "wrong"
 )
 @handle_errors
 def gradcheck(
-    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    overrides: list[str] | None = overrides_argument(),
     batch: int = typer.Option(8, "--batch", help="Training examples the loss is computed on."),
     coords: int = typer.Option(
         20, "--coords", help="Coordinates checked per tensor: every one of a smaller tensor, else a seeded sample."

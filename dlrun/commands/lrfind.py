@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
+from dlrun.commands.base import PASS_THROUGH, app, handle_errors, overrides_argument
 
 
 @app.command(
@@ -23,7 +23,7 @@ from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
 )
 @handle_errors
 def lr_find(
-    overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
+    overrides: list[str] | None = overrides_argument(),
     start: float = typer.Option(1e-7, "--start", help="The first learning rate."),
     end: float = typer.Option(10.0, "--end", help="The last learning rate (if the loss has not blown up before)."),
     steps: int = typer.Option(200, "--steps", help="Mini-batch steps from --start to --end (lr grows exponentially)."),

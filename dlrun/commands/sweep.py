@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, print_table
+from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, overrides_argument, print_table
 
 SWEEP_HELP = (
     OVERRIDES_HELP + " Sweeps: optim=sgd,adam, choice(a,b), range(1,4), interval(a,b), "
@@ -33,7 +33,7 @@ STATUS_COLORS = {"completed": "green", "pruned": "yellow", "running": "yellow", 
 )
 @handle_errors
 def sweep(
-    overrides: list[str] | None = typer.Argument(None, help=SWEEP_HELP, show_default=False),
+    overrides: list[str] | None = overrides_argument(SWEEP_HELP),
     sampler: str = typer.Option(
         "auto", "--sampler", help="grid, random or tpe; auto = grid when every swept key is a list or range, else tpe."
     ),

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors, print_table
+from dlrun.commands.base import PASS_THROUGH, app, handle_errors, overrides_argument, print_table
 
 
 @app.command(
@@ -29,7 +29,7 @@ from dlrun.commands.base import OVERRIDES_HELP, PASS_THROUGH, app, handle_errors
     ),
 )
 @handle_errors
-def train(overrides: list[str] | None = typer.Argument(None, help=OVERRIDES_HELP, show_default=False)):
+def train(overrides: list[str] | None = overrides_argument()):
     """Train a model; the run goes to [bold]runs/<name>/<time>/[/] (config, metrics, checkpoints, TensorBoard)."""
     from dlrun.train import dist, members, progress
     from dlrun.train import train as run_training

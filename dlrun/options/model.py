@@ -212,5 +212,5 @@ def fit_reason(name: str, input_kind: str, input_shape: tuple[int, ...]) -> str 
 
 
 def declared_readers(input_kind: str) -> list[str]:
-    """The declared models that read this kind of input."""
-    return [n for n, d in declared("model").items() if input_kind in d.caps.inputs]
+    """The declared models that read this kind of input (not the single units, whose rules suit binary tasks)."""
+    return [n for n, d in declared("model").items() if input_kind in d.caps.inputs and not d.caps.implies]
