@@ -176,8 +176,8 @@ def test_shell_completion():
     assert "optim.lr=" in complete_bash("dlrun train optim.l") and "model=" in complete_bash("dlrun train mod")
     assert complete_bash("dlrun train trainer.precision=") == ["32", "bf16", "16"]
     assert complete_bash("dlrun train model.bidirectional=") == ["true", "false"]
-    plugin = complete_bash("dlrun train model=transf", DLRUN_PLUGINS="experiments/plugins/transformer.py")
-    assert plugin == ["transformer"]
+    plugin = complete_bash("dlrun train model=tiny", DLRUN_PLUGINS="experiments/plugins/transformer.py")
+    assert plugin == ["tiny_transformer"] and complete_bash("dlrun train model=tiny") == []
     zsh = {**os.environ, "_DLRUN_COMPLETE": "complete_zsh", "_TYPER_COMPLETE_ARGS": "dlrun summary data=mnist1"}
     assert '"data=mnist1d"' in subprocess.run([sys.executable, "-m", "dlrun"], env=zsh, **TEXT).stdout
 

@@ -254,3 +254,29 @@ def test_activation_derivatives_match_their_formulas():
     assert not data["step"][2].any()
     result = dlrun("viz", "functions", "--names", "relu,tahn")
     assert result.returncode == 2 and "did you mean 'tanh'?" in result.stderr
+
+
+# ----------------------------------------------------------------------------- the Transformer encoder
+def test_without_positions_a_transformer_ignores_the_order_of_its_tokens():
+    """Self-attention is permutation-equivariant and the mean readout invariant: with positions=none, shuffling
+    the time steps leaves the output unchanged; with learned positions it does not."""
+    x = torch.randn(3, 2, 12)  # (B, C, L): 12 tokens of 2 features
+    perm = torch.randperm(12)
+    blind = model_of("model=transformer", "model.positions=none", shape=(2, 12)).eval()
+    torch.testing.assert_close(blind(x[:, :, perm]), blind(x), atol=1e-5, rtol=1e-5)
+    seeing = model_of("model=transformer", shape=(2, 12)).eval()
+    assert not torch.allclose(seeing(x[:, :, perm]), seeing(x), atol=1e-4)
+
+
+def test_transformer_parameter_count_by_hand():
+    """Per layer: attention 4 d^2 + 4 d (Q, K, V and the output projection), feed-forward 2 d ff + ff + d, two
+    layer norms 4 d; plus the token embedding, the positions and the head."""
+    d, ff, layers, steps, features, classes = 16, 24, 3, 40, 1, 10
+    m = model_of("model=transformer", f"model.d_model={d}", f"model.ff={ff}", f"model.layers={layers}",
+                 shape=(features, steps), out=classes)  # fmt: skip
+    per_layer = (4 * d * d + 4 * d) + (2 * d * ff + ff + d) + 4 * d
+    expected = (features * d + d) + steps * d + layers * per_layer + (d * classes + classes)
+    assert sum(p.numel() for p in m.parameters()) == expected
+    cls = model_of("model=transformer", f"model.d_model={d}", f"model.ff={ff}", f"model.layers={layers}",
+                   "model.readout=cls", "model.positions=sinusoidal", shape=(features, steps), out=classes)  # fmt: skip
+    assert sum(p.numel() for p in cls.parameters()) == expected - steps * d + d  # fixed sinusoids, one class token

@@ -202,7 +202,7 @@ def test_the_readme_shows_the_plugins_it_runs(tmp_path):
     plugins = root / "experiments" / "plugins"
     result = run(
         "--plugin", str(plugins / "transformer.py"), "--plugin", str(plugins / "peaks.py"), "train",
-        "model=transformer", "data=peaks", "trainer.epochs=10", f"runs_dir={runs}", *QUIET, cwd=tmp_path,
+        "model=tiny_transformer", "data=peaks", "trainer.epochs=10", f"runs_dir={runs}", *QUIET, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     (summary,) = runs.rglob("summary.json")

@@ -8,7 +8,7 @@ from torch import nn
 
 from dlrun import options
 from dlrun.errors import ConfigError
-from dlrun.models import cnn, named, resnet, rnn
+from dlrun.models import cnn, named, resnet, rnn, transformer
 from dlrun.models.base import MODELS, DlrunWarning
 from dlrun.models.mlp import build_mlp, build_unit
 from dlrun.options.model import fit_reason
@@ -17,6 +17,7 @@ MODELS.register("mlp")(build_mlp)
 MODELS.register("cnn")(cnn.build_cnn)
 MODELS.register("rnn")(rnn.build_rnn)
 MODELS.register("resnet")(resnet.build_resnet)
+MODELS.register("transformer")(transformer.build_transformer)
 MODELS.register("perceptron")(build_unit)
 MODELS.register("adaline")(build_unit)
 for _name in options.model.NAMED:

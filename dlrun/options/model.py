@@ -99,6 +99,30 @@ class RNNConfig(ModelConfig):
 
 @option(
     "model",
+    "transformer",
+    inputs=GRID,
+    reads="reads sequences of tokens (a signal's steps or an image's rows)",
+    no_dropout="model=transformer has its own dropout inside each layer: set model.dropout",
+)
+class TransformerConfig(ModelConfig):
+    """Transformer encoder: tokens = time steps (or image rows), positions, self-attention layers, readout, head"""
+
+    d_model: int = opt(32, ge=1)  # width of each token
+    heads: int = opt(4, ge=1)  # attention heads; d_model must be a multiple
+    layers: int = opt(2, ge=1)  # encoder layers
+    ff: int = opt(64, ge=1)  # hidden width of each layer's feed-forward block
+    dropout: float = opt(0.0, ge=0.0, lt=1.0)  # inside each layer (attention weights and feed-forward)
+    positions: str = opt("learned", choices=("learned", "sinusoidal", "none"))  # none: blind to order
+    readout: str = opt("mean", choices=("mean", "cls"))  # mean over tokens, or a learned class token
+    norm_first: bool = False  # layer norm before each block (pre-norm) instead of after it (the paper's)
+
+    def check(self):
+        if self.d_model % self.heads:
+            raise FieldError("heads", f"d_model={self.d_model} is not a multiple of heads={self.heads}")
+
+
+@option(
+    "model",
     "resnet",
     inputs=GRID,
     reads=CONV,

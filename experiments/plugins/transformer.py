@@ -1,4 +1,4 @@
-"""model=transformer: a small Transformer encoder over the time steps of a signal (or the rows of an image)."""
+"""model=tiny_transformer: a small Transformer encoder over the time steps of a signal (or the rows of an image)."""
 
 import torch
 from torch import nn
@@ -7,7 +7,9 @@ from dlrun.models import MODELS
 from dlrun.options import FieldError, ModelConfig, opt, option
 
 
-@option("model", "transformer", inputs=("signal", "image"), reads="reads sequences of tokens (signals or image rows)")
+@option(
+    "model", "tiny_transformer", inputs=("signal", "image"), reads="reads sequences of tokens (signals or image rows)"
+)
 class TransformerConfig(ModelConfig):
     """Transformer encoder: tokens = time steps, learned positions, mean pooling, linear head"""
 
@@ -38,6 +40,6 @@ class Transformer(nn.Module):
         return self.head(h.mean(dim=1))
 
 
-@MODELS.register("transformer")
+@MODELS.register("tiny_transformer")
 def build_transformer(cfg, input_shape, out_features):
     return Transformer(cfg, input_shape, out_features)
