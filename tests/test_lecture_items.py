@@ -280,3 +280,49 @@ def test_transformer_parameter_count_by_hand():
     cls = model_of("model=transformer", f"model.d_model={d}", f"model.ff={ff}", f"model.layers={layers}",
                    "model.readout=cls", "model.positions=sinusoidal", shape=(features, steps), out=classes)  # fmt: skip
     assert sum(p.numel() for p in cls.parameters()) == expected - steps * d + d  # fixed sinusoids, one class token
+
+
+# ----------------------------------------------------------------------------- the autoencoder
+def test_inputs_as_targets_make_a_reconstruction_task():
+    from dlrun.data import build as build_data
+
+    data = build_data(compose(["model=autoencoder"]).data)
+    assert data.task.kind == "regression" and data.task.n_targets == 64
+    torch.testing.assert_close(data.test.y, data.test.x.flatten(1))
+    assert compose(["model=autoencoder", "data=mnist1d"]).data.targets == "inputs"  # kept when the data changes
+
+
+def test_a_linear_autoencoder_reaches_the_pca_error(runs):
+    """With no hidden layer (a linear encoder and decoder) and a code of k, the best reconstruction is the
+    projection on the top k principal components (Baldi and Hornik 1989): the trained error nears PCA's."""
+    from dlrun.data import build as build_data
+    from dlrun.train import train
+    from tests.conftest import quick
+
+    common = ["model=autoencoder", "data=wine", "model.hidden=[]", "model.code=3"]  # no hidden layer: linear
+    s = train(compose(quick(runs, *common, "trainer.epochs=300", "optim.lr=0.01", "trainer.batch_size=64")))
+    data = build_data(compose(common).data)
+    x_train, x_test = data.train.x.double().numpy(), data.test.x.double().numpy()
+    mean = x_train.mean(0)
+    _, _, vt = np.linalg.svd(x_train - mean, full_matrices=False)
+    proj = (x_test - mean) @ vt[:3].T @ vt[:3] + mean
+    pca = ((proj - x_test) ** 2).mean()
+    assert pca * 0.9 <= s["metrics"]["test/mse"] <= pca * 1.1, (s["metrics"]["test/mse"], pca)
+
+
+def test_reconstructions_picture(runs):
+    from dlrun.train import train
+    from tests.conftest import quick
+
+    s = train(compose(quick(runs, "model=autoencoder", "trainer.epochs=1")))
+    result = dlrun("viz", "reconstructions", s["run_dir"], "--examples", "4")
+    assert result.returncode == 0, result.stderr
+    assert "4 test examples: reconstruction mse" in result.stdout
+    assert (Path(s["run_dir"]) / "viz" / "reconstructions.png").is_file()
+    classifier = train(compose(quick(runs, "trainer.epochs=1")))
+    bad = dlrun("viz", "reconstructions", classifier["run_dir"])
+    assert bad.returncode == 2 and "data.targets=inputs" in bad.stderr
+    with pytest.raises(ConfigError, match="model=autoencoder reconstructs its input"):
+        from dlrun.train import build as build_setup
+
+        build_setup(compose(quick(runs, "model=autoencoder", "data.targets=labels")))

@@ -180,6 +180,28 @@ def saliency(
     _save(lib.plot_saliency(result, run.task), run, "saliency", out)
 
 
+@viz_app.command(epilog="[bold]Examples[/]\n\n  dlrun viz reconstructions RUN_AUTOENCODER --examples 8")
+@handle_errors
+def reconstructions(
+    run_dir: Path = _run_arg(),
+    examples: int = typer.Option(8, "--examples", "-n", min=1, max=64, help="The first N examples of the split."),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    weights: str = _weights_opt(),
+    out: Path | None = _out_opt(),
+):
+    """An autoencoder's inputs and their reconstructions (a run with data.targets=inputs)."""
+    from dlrun.viz import reconstructions as lib
+    from dlrun.viz.load import load_run
+
+    run = load_run(run_dir, weights)
+    _check_writable(out, [run.run_dir])
+    data = _split(run, split)
+    x, x_hat, err = lib.reconstruct(run.model, data.x[:examples])
+    print(f"{len(x)} {split} examples: reconstruction mse {err.mean():.4g} (from {err.min():.3g} to {err.max():.3g})")
+    code = getattr(run.cfg.model, "code", 0)
+    _save(lib.plot_reconstructions(x, x_hat, err, run.task.value_range, code), run, "reconstructions", out)
+
+
 @viz_app.command(
     epilog=(
         "[bold]Examples[/]\n\n"

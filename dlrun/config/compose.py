@@ -74,17 +74,21 @@ def per_layer(override: str) -> str:
 
 def implied(overrides: list[str]) -> list[str]:
     """The overrides model=NAME brings (its ModelCaps.implies: the perceptron's rule is SGD with lr 1 on batches
-    of one), less those whose key the command line sets and the keys of a group it swaps (optim=adam drops
-    the implied optim=sgd and optim.lr=1)."""
+    of one), less those whose key the command line sets and, for a group the model picks itself, its keys when
+    the command line picks another (optim=adam drops the implied optim=sgd and optim.lr=1; data=mnist1d keeps
+    the autoencoder's data.targets=inputs)."""
     chosen = [o.split("=", 1)[1] for o in overrides if o.lstrip("+~").partition("=")[0] == "model" and "=" in o]
     if not chosen or chosen[-1] not in declared("model"):
         return []
     given = {o.lstrip("+~").partition("=")[0] for o in overrides}
     swapped = {key for key in given if "." not in key}
+    implies = declaration("model", chosen[-1]).caps.implies
+    choices = {o.partition("=")[0] for o in implies if "." not in o.partition("=")[0]}  # groups it picks itself
     out = []
-    for o in declaration("model", chosen[-1]).caps.implies:
+    for o in implies:
         key = o.partition("=")[0]
-        if key in given or ("." in key and key.split(".")[0] in swapped):
+        group = key.split(".")[0]
+        if key in given or ("." in key and group in swapped and group in choices):
             continue
         out.append(o)
     return out

@@ -24,7 +24,22 @@ def build(cfg) -> Dataset:
             f"data={cfg.name}: its dataset function returned {type(data).__name__}, not a dlrun Dataset; "
             "return one (dlrun.data.bundled.split_and_standardize makes it from arrays)"
         )
-    return subset(data, getattr(cfg, "n_train", 0), getattr(cfg, "seed", 0)) if getattr(cfg, "n_train", 0) else data
+    data = subset(data, getattr(cfg, "n_train", 0), getattr(cfg, "seed", 0)) if getattr(cfg, "n_train", 0) else data
+    return inputs_as_targets(data) if getattr(cfg, "targets", "labels") == "inputs" else data
+
+
+def inputs_as_targets(data: Dataset) -> Dataset:
+    """data.targets=inputs: every example's target is its own (standardized) input, flattened: a regression of
+    prod(input_shape) targets, what an autoencoder learns to reconstruct."""
+    from dataclasses import replace
+    from math import prod
+
+    def own(split: Split) -> Split:
+        return Split(split.x, split.x.flatten(1).clone())
+
+    task = replace(data.task, kind="regression", n_classes=0, n_targets=prod(data.task.input_shape),
+                   class_names=(), soft_labels=False)  # fmt: skip
+    return replace(data, task=task, train=own(data.train), val=own(data.val), test=own(data.test))
 
 
 def subset(data: Dataset, n: int, seed: int) -> Dataset:

@@ -10,7 +10,7 @@ from dlrun import options
 from dlrun.errors import ConfigError
 from dlrun.models import cnn, named, resnet, rnn, transformer
 from dlrun.models.base import MODELS, DlrunWarning
-from dlrun.models.mlp import build_mlp, build_unit
+from dlrun.models.mlp import build_autoencoder, build_mlp, build_unit
 from dlrun.options.model import fit_reason
 
 MODELS.register("mlp")(build_mlp)
@@ -18,6 +18,7 @@ MODELS.register("cnn")(cnn.build_cnn)
 MODELS.register("rnn")(rnn.build_rnn)
 MODELS.register("resnet")(resnet.build_resnet)
 MODELS.register("transformer")(transformer.build_transformer)
+MODELS.register("autoencoder")(build_autoencoder)
 MODELS.register("perceptron")(build_unit)
 MODELS.register("adaline")(build_unit)
 for _name in options.model.NAMED:

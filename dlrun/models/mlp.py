@@ -90,3 +90,42 @@ def build_mlp(cfg, input_shape: tuple[int, ...], out_features: int) -> MLP:
 def build_unit(cfg, input_shape: tuple[int, ...], out_features: int) -> MLP:
     """The perceptron's and ADALINE's single unit z = w . x + b (layer `out`); the rule is in the loss."""
     return MLP(prod(input_shape), [], out_features, bias=getattr(cfg, "bias", True))
+
+
+class Autoencoder(nn.Module):
+    """x -> encoder (hidden widths, then the code) -> decoder (the widths mirrored) -> x_hat, flattened.
+
+    `encode(x)` gives the code; the forward pass the reconstruction, (B, prod(input_shape)), the regression
+    target of data.targets=inputs."""
+
+    def __init__(self, in_features: int, hidden: list[int], code: int, activation: str = "relu"):
+        super().__init__()
+
+        def stack(widths: list[int], last_linear: bool) -> nn.Sequential:
+            layers: list[nn.Module] = []
+            for i, (a, b) in enumerate(zip(widths, widths[1:], strict=False)):
+                layers.append(nn.Linear(a, b))
+                if not (last_linear and i == len(widths) - 2):
+                    layers.append(ACTIVATIONS.get(activation)())
+            return nn.Sequential(*layers)
+
+        self.encoder = nn.Sequential(nn.Flatten(), *stack([in_features, *hidden, code], last_linear=True))
+        self.decoder = stack([code, *reversed(hidden), in_features], last_linear=True)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+def build_autoencoder(cfg, input_shape: tuple[int, ...], out_features: int) -> Autoencoder:
+    """MLP autoencoder; its output is the input's reconstruction, so the task's targets must be the inputs."""
+    from dlrun.errors import ConfigError
+
+    if out_features != prod(input_shape):
+        raise ConfigError(
+            f"model=autoencoder reconstructs its input ({prod(input_shape)} values) but this task has "
+            f"{out_features} outputs; set data.targets=inputs"
+        )
+    return Autoencoder(prod(input_shape), list(cfg.hidden), cfg.code, cfg.activation)

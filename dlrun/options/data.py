@@ -38,6 +38,9 @@ class DataConfig(Option):
     seed: int = opt(0, ge=0, lt=2**32)  # the split's seed (apart from trainer.seed: splits stay put across seeds)
     standardize: str = opt("feature", choices=STANDARDIZE)  # feature, global, unit or none; fitted on train
     n_train: int = opt(0, ge=0)  # > 0: a subset of the train split of this size (stratified), for debugging
+    targets: str = opt(
+        "labels", choices=("labels", "inputs")
+    )  # inputs: each example's target is its own input (autoencoders)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def check(self):
@@ -115,6 +118,9 @@ class MNIST1DConfig(Option):
     standardize: str = opt("none", choices=STANDARDIZE)  # the frozen data is already globally standardized
     shuffle_time: bool = False  # one fixed permutation of the 40 time steps, for every example
     n_train: int = opt(0, ge=0)  # > 0: a subset of the train split of this size (stratified), for debugging
+    targets: str = opt(
+        "labels", choices=("labels", "inputs")
+    )  # inputs: each example's target is its own input (autoencoders)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -127,6 +133,9 @@ class ImageSetConfig(Option):
     seed: int = opt(0, ge=0, lt=2**32)  # the train/val split's seed (scikit-learn takes 32 bits)
     standardize: str = opt("global", choices=STANDARDIZE)  # one mean and std over all train pixels
     n_train: int = opt(0, ge=0)  # > 0: a subset of the train split of this size (stratified), for debugging
+    targets: str = opt(
+        "labels", choices=("labels", "inputs")
+    )  # inputs: each example's target is its own input (autoencoders)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

@@ -178,6 +178,20 @@ declare(
 )
 
 
+@option(
+    "model",
+    "autoencoder",
+    implies=("data.targets=inputs",),
+    no_dropout="model=autoencoder has no dropout; use regularizer=l2 or weight_decay",
+)
+class AutoencoderConfig(ModelConfig):
+    """Autoencoder: an MLP encoder down to a code, a mirrored decoder back to the input (data.targets=inputs)"""
+
+    hidden: list[int] = opt([64], ge=1)  # encoder widths (the decoder mirrors them)
+    code: int = opt(8, ge=1)  # the bottleneck: the code's width
+    activation: str = opt("relu", choices=ACTIVATIONS)
+
+
 STEMS = ("auto", "imagenet", "small")
 IMAGES = ("image",)
 READS_IMAGES = "reads images (C, H, W)"
