@@ -753,6 +753,45 @@ def toeplitz_2d(kernel, size):
     return t.reshape(c_out * mh * mw, c_in * h * w)
 
 
+@CHECKS.register("pooling_invariance")
+def pooling_invariance(seed: int) -> dict[str, float]:
+    """How much a small rotation (10 degrees) or scaling (1.15x) of the digits, upsampled to 32x32, changes a
+    layer of 8 random 5x5 convolutions with ReLU (conv_*), and the same after 4x4 max pooling (pool_*): the
+    relative change ||f(T x) - f(x)|| / ||f(x)|| over 256 images. Pooling keeps the strongest response of each
+    window wherever in it the response moved, so it changes less, but not zero: the invariance is partial."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.tensor(load_digits().images[:256], dtype=torch.float64).unsqueeze(1) / 16
+    x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    kernels = torch.randn(8, 1, 5, 5, generator=g, dtype=torch.float64)
+
+    def warp(x, angle: float, scale: float):
+        a = math.radians(angle)
+        theta = torch.tensor([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]], dtype=x.dtype) / scale
+        grid = F.affine_grid(theta.expand(len(x), 2, 3), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, align_corners=False)
+
+    def conv(x):
+        return torch.relu(F.conv2d(x, kernels, padding=2))
+
+    def change(f, t):
+        return ((f(t) - f(x)).flatten(1).norm(dim=1) / f(x).flatten(1).norm(dim=1).clamp_min(1e-12)).mean().item()
+
+    pool = lambda x: F.max_pool2d(conv(x), 4)  # noqa: E731
+    rotated, scaled = warp(x, 10.0, 1.0), warp(x, 0.0, 1.15)
+    return {
+        "conv_rotation": change(conv, rotated),
+        "pool_rotation": change(pool, rotated),
+        "conv_scaling": change(conv, scaled),
+        "pool_scaling": change(pool, scaled),
+    }
+
+
 @CHECKS.register("threshold_units")
 def threshold_units(seed: int) -> dict[str, float]:
     """Whether one McCulloch-Pitts unit computes AND, OR, NOT, NAND and XOR (1 or 0), decided exactly by a
