@@ -326,3 +326,28 @@ def test_reconstructions_picture(runs):
         from dlrun.train import build as build_setup
 
         build_setup(compose(quick(runs, "model=autoencoder", "data.targets=labels")))
+
+
+# ----------------------------------------------------------------------------- computation graphs
+def test_the_graph_of_a_formula_shares_its_variables():
+    """f = x1 x2 + sin(x1): Add <- (Mul <- x1, x2), (Sin <- x1); x1 is one leaf with two uses."""
+    from dlrun.viz.graph import expr_graph
+
+    g, value = expr_graph("x1*x2 + sin(x1)", [1.0, 2.0])
+    assert value == pytest.approx(2 + np.sin(1))
+    assert sorted(g.labels.values()) == ["Add", "Mul", "Sin", "x1", "x2"]
+    by_label = {label: node for node, label in g.labels.items()}
+    assert sum(1 for a, _ in g.edges if a == by_label["x1"]) == 2 and len(g.edges) == 5
+    assert g.depth[by_label["Add"]] == 0 and g.depth[by_label["x1"]] == 2
+
+
+def test_the_graph_of_a_model_reaches_every_parameter_and_the_input(tmp_path):
+    from dlrun.viz.graph import model_graph
+
+    g, _ = model_graph(compose(["model.hidden=[4]", "data=iris"]))
+    leaves = set(g.labels.values())
+    assert {"fc1.weight", "fc1.bias", "out.weight", "out.bias", "input x"} <= leaves
+    result = dlrun("viz", "graph", "--expr", "x1*x2", "--at", "1,2", "--out", str(tmp_path / "g.png"))
+    assert result.returncode == 0 and "3 nodes, 2 edges" in result.stdout
+    big = dlrun("viz", "graph", "model=resnet18", "--out", str(tmp_path / "g.png"))
+    assert big.returncode == 2 and "more than 80 nodes" in big.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from dlrun.commands.base import app, handle_errors, print_table
+from dlrun.commands.base import PASS_THROUGH, app, handle_errors, overrides_argument, print_table
 
 viz_app = typer.Typer(
     name="viz",
@@ -585,6 +585,50 @@ def functions(
         at0 = d[abs(z).argmin()]
         print(f"{name}: g'(z) from {d.min():.4g} to {d.max():.4g} on [{lo:g}, {hi:g}]; g'(0) = {at0:.4g}")
     picture = save(lib.plot_functions(data), out, "viz/functions")
+    _report(picture, [], 0)
+
+
+@viz_app.command(
+    context_settings=PASS_THROUGH,
+    epilog=(
+        "[bold]Examples[/]\n\n"
+        "  dlrun viz graph --expr 'x1*x2 + sin(x1)' --at 1,2\n\n"
+        "  dlrun viz graph model=mlp 'model.hidden=[4]' data=iris     [dim]# the loss of one example[/]"
+    ),
+)
+@handle_errors
+def graph(
+    overrides: list[str] | None = overrides_argument(),
+    expr: str | None = typer.Option(None, "--expr", help="A formula (as gradcheck --expr) instead of a model."),
+    at: str | None = typer.Option(None, "--at", help="With --expr: one value per variable.", show_default=False),
+    out: Path = typer.Option(Path("graph.png"), "--out", "-o", help="The PNG to write."),
+):
+    """The computation graph autograd records, from the output back to the leaves (variables or parameters)."""
+    from dlrun.errors import ConfigError
+    from dlrun.viz import graph as lib
+    from dlrun.viz.picture import save
+
+    _check_writable(out, [])
+    if expr is not None:
+        if overrides:
+            raise ConfigError("--expr draws a formula's graph: drop the overrides")
+        from dlrun.gradcheck.expr import parse, parse_point, variables
+
+        g, value = lib.expr_graph(expr, parse_point(at, variables(parse(expr)), expr))
+        title = f"f = {expr} = {value:.6g}"
+    else:
+        if at is not None:
+            raise ConfigError("--at goes with --expr (the point to evaluate the formula at)")
+        from dlrun.config import compose
+
+        cfg = compose(list(overrides or []))
+        g, value = lib.model_graph(cfg)
+        title = f"model={cfg.model.name} on data={cfg.data.name}: loss of one example = {value:.4g}"
+    ops = sorted({label for n, label in g.labels.items() if any(b == n for _, b in g.edges)})
+    print(
+        f"{len(g.labels)} nodes, {len(g.edges)} edges, {max(g.depth.values()) + 1} levels; operations: {', '.join(ops)}"
+    )
+    picture = save(lib.plot_graph(g, title), out, "viz/graph")
     _report(picture, [], 0)
 
 
