@@ -30,7 +30,8 @@ OWN_TESTS = {
     "sines",
     "files",
     "imagenet",
-}  # imagenet: test_named_models.py
+    "majority",
+}  # imagenet: test_named_models.py; majority: test_varlen.py
 NAMES = sorted(set(declared("data")) - OWN_TESTS)
 SKLEARN = {
     "digits": skd.load_digits,

@@ -62,7 +62,7 @@ def candidates(f, default):
     if isinstance(default, bool):
         return [not default]
     if isinstance(default, int):
-        return [default + 1, default + 2, default + 6, max(default - 1, 0)]
+        return [default + 1, default + 2, default + 6, max(default - 1, 0), 2 * default]  # 2x: a multiple (heads)
     if isinstance(default, float):
         return [default / 2, default + 0.1, default * 2 + 1e-3, 0.5 if default != 0.5 else 0.25]
     if isinstance(default, list):

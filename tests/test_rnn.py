@@ -17,7 +17,7 @@ from dlrun.config import compose
 from dlrun.data import Task
 from dlrun.errors import ConfigError
 from dlrun.models import MODELS, count_parameters
-from dlrun.models.rnn import RNN, build_rnn, fits, to_sequence
+from dlrun.models.rnn import RNN, MLPRecurrence, build_rnn, fits, to_sequence
 from dlrun.options import CELLS, READOUTS, RNNConfig
 from dlrun.train import train
 
@@ -35,7 +35,7 @@ def _capture(model: RNN) -> dict:
 def test_registered_and_cells_match_torch_modules():
     assert MODELS.get("rnn") is build_rnn
     kinds = {cell: type(build_rnn(RNNConfig(cell=cell), (1, 40), 10).rnn) for cell in CELLS}
-    assert kinds == {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+    assert kinds == {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU, "mlp": MLPRecurrence}
     assert build_rnn(RNNConfig(cell="rnn"), (1, 40), 10).rnn.nonlinearity == "tanh"
 
 
@@ -154,7 +154,10 @@ def test_training_refuses_tabular_data(runs):
 def test_compose_rnn_defaults():
     m = compose(["model=rnn"]).model
     assert isinstance(m, RNNConfig)
-    expected = dict(name="rnn", cell="gru", hidden_size=64, layers=1, bidirectional=False, readout="last", dropout=0.0)
+    expected = dict(
+        name="rnn", cell="gru", hidden_size=64, layers=1, bidirectional=False, readout="last", dropout=0.0,
+        cell_hidden=[64],
+    )  # fmt: skip
     assert asdict(m) == expected
 
 

@@ -14,7 +14,7 @@ __all__ = ["DATASETS", "KINDS", "Dataset", "Split", "Task", "augment", "build", 
 
 def build(cfg) -> Dataset:
     """The dataset named by `cfg.name` (a DataConfig), split and standardized."""
-    from dlrun.data import bundled, files, images, mnist1d, sequences  # noqa: F401  (they register their sets)
+    from dlrun.data import bundled, files, images, mnist1d, sequences, varlen  # noqa: F401  (they register their sets)
     from dlrun.errors import ConfigError
 
     builder = DATASETS.get(cfg.name)

@@ -26,6 +26,7 @@ class Task:
     value_range: tuple[float, float] = (0.0, 1.0)  # min/max of the standardized train inputs
     class_names: tuple[str, ...] = ()
     soft_labels: bool = False  # classification against class probabilities: y is (N, n_classes), rows sum to 1
+    masked: bool = False  # variable-length signals: the last channel is 1 on each example's steps, 0 on padding
 
     @property
     def is_classification(self) -> bool:

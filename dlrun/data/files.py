@@ -163,6 +163,17 @@ def _load(path: Path, what: str) -> np.ndarray | np.lib.npyio.NpzFile:
         raise ConfigError(f"{what}={path}: cannot read it ({_reason(e)}); save numbers or text with {writer}") from None
 
 
+def read_lengths(path: Path) -> np.ndarray | None:
+    """The .npz file's `lengths` array (variable-length sequences), or None."""
+    with _load(path, "data.path") as arrays:
+        if "lengths" not in arrays.files:
+            return None
+        try:
+            return np.asarray(arrays["lengths"])
+        except DAMAGED as e:
+            raise ConfigError(f"data.path={path}: cannot read its lengths ({_reason(e)}); {NPZ_HINT}") from None
+
+
 NPZ_HINT = "save arrays of numbers or text with np.savez(file, x=inputs, y=labels)"
 
 
@@ -384,4 +395,12 @@ def files(cfg) -> Dataset:
     if len(x) < MIN_EXAMPLES:
         raise ConfigError(f"{path}: {len(x)} examples; at least {MIN_EXAMPLES} are needed for train, val and test")
     kind, y, class_names = encode_labels(labels, cfg.task, where)
+    lengths = read_lengths(path) if fmt == ".npz" else None
+    if lengths is not None:  # variable-length signals, padded: a mask channel says which steps are real
+        from dlrun.data.varlen import check_lengths, masked_dataset
+
+        if x.ndim not in (2, 3):
+            raise ConfigError(f"{path}: lengths go with padded signals x of shape (N, L) or (N, C, L), not {x.shape}")
+        lengths = check_lengths(lengths, len(x), x.shape[-1], f"{path}: ")
+        return masked_dataset("files", x, y, lengths, kind, cfg, class_names)
     return split_and_standardize("files", x, y, kind, cfg, tuple(x.shape[1:]), class_names, input_kind)

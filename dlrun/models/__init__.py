@@ -27,13 +27,15 @@ for _name in options.model.NAMED:
     )
 
 
-def build(cfg, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
+def build(cfg, input_shape: tuple[int, ...], out_features: int, masked: bool = False) -> nn.Module:
     """The model named by cfg.name (a model config), mapping (B, *input_shape) to (B, out_features).
 
     Its size is known before anything is allocated (it is built once on the meta device), so a model
     whose parameters would not fit in memory is refused with its size. A plugin's model is then run on
     two examples: it must have a parameter and return a floating (2, out_features) tensor."""
     builder = MODELS.get(cfg.name)
+    if masked:  # variable-length signals: a builder that knows the mask channel (rnn, transformer) gets told
+        builder = _told_masked(builder)
     check_size(builder, cfg, input_shape, out_features)
     try:
         model = builder(cfg, input_shape, out_features)
@@ -49,6 +51,15 @@ def build(cfg, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
             stacklevel=2,
         )
     return model
+
+
+def _told_masked(builder):
+    import functools
+    import inspect
+
+    if "masked" not in inspect.signature(builder).parameters:
+        return builder  # it reads the padding and the mask channel as features
+    return functools.wraps(builder)(functools.partial(builder, masked=True))
 
 
 def memory_bytes() -> int:

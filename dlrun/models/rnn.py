@@ -49,19 +49,23 @@ class MLPRecurrence(nn.Module):
                 width = features if layer == 0 else hidden_size * self.directions
         self.cells = nn.ModuleList(cells)
 
-    def forward(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, seq: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """lengths (B,): each sequence's own steps; h stays put (and outputs are 0) past them."""
         finals = []
+        steps = seq.shape[1]
+        live = (torch.arange(steps, device=seq.device)[None, :] < lengths[:, None]) if lengths is not None else None
         for layer in range(len(self.cells) // self.directions):
             outs = []
             for d in range(self.directions):
                 cell = self.cells[layer * self.directions + d]
                 h = seq.new_zeros(seq.shape[0], self.hidden_size)
-                steps = range(seq.shape[1]) if d == 0 else reversed(range(seq.shape[1]))
+                order = range(steps) if d == 0 else reversed(range(steps))
                 ys = {}
-                for t in steps:
-                    h = cell(torch.cat([seq[:, t], h], dim=1))
-                    ys[t] = h
-                outs.append(torch.stack([ys[t] for t in range(seq.shape[1])], dim=1))
+                for t in order:
+                    new = cell(torch.cat([seq[:, t], h], dim=1))
+                    h = new if live is None else torch.where(live[:, t, None], new, h)
+                    ys[t] = h if live is None else h * live[:, t, None]
+                outs.append(torch.stack([ys[t] for t in range(steps)], dim=1))
                 finals.append(h)
             seq = torch.cat(outs, dim=2)
             if self.dropout and self.training and layer < len(self.cells) // self.directions - 1:
@@ -115,11 +119,17 @@ class RNN(nn.Module):
         readout: str = "last",
         dropout: float = 0.0,
         cell_hidden: tuple[int, ...] = (64,),
+        masked: bool = False,
     ):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell '{cell}'; choose from: {', '.join(CELLS)}")
         self.steps, self.features = sequence_shape(tuple(input_shape))  # T, F
+        self.masked = masked  # the last feature of each step is 1 on the example's steps, 0 on padding
+        if masked:
+            self.features -= 1
+            if readout == "flatten":
+                raise ValueError("readout=flatten needs sequences of one length; use last or mean")
         self.hidden_size = hidden_size
         self.directions = 2 if bidirectional else 1
         self.readout = readout
@@ -141,6 +151,8 @@ class RNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         seq = to_sequence(x)  # (B, T, F)
+        if self.masked:
+            return self._forward_masked(seq)
         y, _ = self.rnn(seq)  # (B, T, D*H), D = directions; forward outputs first, then backward
         if self.readout == "last":
             if self.directions == 1:
@@ -154,8 +166,29 @@ class RNN(nn.Module):
             z = y.reshape(y.shape[0], -1)  # (B, T*D*H)
         return self.out(z)  # (B, out_features)
 
+    def _forward_masked(self, seq: torch.Tensor) -> torch.Tensor:
+        """Each sequence its own length l: packed (or stepped with the mask, for cell=mlp), so the padding never
+        enters; last = the forward direction at step l and the backward one at step 1; mean over the l steps."""
+        lengths = seq[..., -1].sum(dim=1).round().long().clamp_min(1)  # (B,)
+        seq = seq[..., :-1]
+        if isinstance(self.rnn, MLPRecurrence):
+            y, _ = self.rnn(seq, lengths)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(seq, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            y, _ = self.rnn(packed)
+            y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=seq.shape[1])
+        rows = torch.arange(len(y), device=y.device)
+        if self.readout == "mean":
+            z = y.sum(dim=1) / lengths[:, None].to(y.dtype)  # padded outputs are 0
+        elif self.directions == 1:
+            z = y[rows, lengths - 1]
+        else:
+            h = self.hidden_size
+            z = torch.cat([y[rows, lengths - 1, :h], y[:, 0, h:]], dim=1)
+        return self.out(z)
 
-def build_rnn(cfg: RNNConfig, input_shape: tuple[int, ...], out_features: int) -> nn.Module:
+
+def build_rnn(cfg: RNNConfig, input_shape: tuple[int, ...], out_features: int, masked: bool = False) -> nn.Module:
     """Recurrent network (rnn, lstm or gru) reading a signal step by step or an image row by row."""
     return RNN(
         tuple(input_shape),
@@ -167,6 +200,7 @@ def build_rnn(cfg: RNNConfig, input_shape: tuple[int, ...], out_features: int) -
         readout=cfg.readout,
         dropout=cfg.dropout,
         cell_hidden=tuple(getattr(cfg, "cell_hidden", (64,))),
+        masked=masked,
     )
 
 

@@ -31,9 +31,11 @@ def sinusoids(steps: int, d: int) -> torch.Tensor:
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg, input_shape: tuple[int, ...], out_features: int):
+    def __init__(self, cfg, input_shape: tuple[int, ...], out_features: int, masked: bool = False):
         super().__init__()
         steps, features = sequence_shape(tuple(input_shape))
+        self.masked = masked  # variable-length signals: the last feature marks the example's steps
+        features -= int(masked)
         d, self.readout = cfg.d_model, cfg.readout
         self.embed = nn.Linear(features, d)
         tokens = steps + (cfg.readout == "cls")
@@ -50,15 +52,25 @@ class Transformer(nn.Module):
         self.out = nn.Linear(d, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.embed(to_sequence(x))  # (B, T, d)
+        seq = to_sequence(x)  # (B, T, F)
+        keep = None
+        if self.masked:  # padding is masked out of attention and of the mean
+            seq, keep = seq[..., :-1], seq[..., -1] > 0  # keep: (B, T)
+        h = self.embed(seq)  # (B, T, d)
         if self.cls is not None:
             h = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
+            keep = torch.cat([keep.new_ones(len(h), 1), keep], dim=1) if keep is not None else None
         if self.position is not None:
             h = h + self.position
-        h = self.norm(self.encoder(h))
-        return self.out(h[:, 0] if self.cls is not None else h.mean(dim=1))
+        h = self.norm(self.encoder(h, src_key_padding_mask=~keep if keep is not None else None))
+        if self.cls is not None:
+            return self.out(h[:, 0])
+        if keep is None:
+            return self.out(h.mean(dim=1))
+        w = keep.to(h.dtype)[..., None]
+        return self.out((h * w).sum(dim=1) / w.sum(dim=1))
 
 
-def build_transformer(cfg, input_shape: tuple[int, ...], out_features: int) -> Transformer:
+def build_transformer(cfg, input_shape: tuple[int, ...], out_features: int, masked: bool = False) -> Transformer:
     """Transformer encoder over the steps of a signal or the rows of an image, then a linear head."""
-    return Transformer(cfg, input_shape, out_features)
+    return Transformer(cfg, input_shape, out_features, masked)

@@ -244,6 +244,22 @@ declare(
     shape=(2,),
     task="classification",
 )
+
+
+@dataclass
+class MajorityConfig(SequenceConfig):
+    min_length: int = opt(5, ge=1)  # the shortest sequence; lengths are odd, from min_length to length
+
+
+declare(
+    "data",
+    "majority",
+    MajorityConfig,
+    "Variable-length sequences of +-1 (odd lengths 5 to 31, padded, with a mask channel): is most of it +1? (binary)",
+    defaults={"length": 31, "standardize": "none"},
+    input_kind="signal",
+    classes=2,
+)
 declare(
     "data",
     "adding",

@@ -100,7 +100,7 @@ def model_for_task(cfg: Config, task: Task) -> tuple[str, losses.LossFn, nn.Modu
     models.check_fit(cfg.model, task, cfg.data.name)
     torch.manual_seed(cfg.trainer.seed)
     model_cfg = regularizers.model_config(cfg.model, cfg.regularizer)  # regularizer=dropout sets model dropout
-    model = models.build(model_cfg, task.input_shape, losses.out_features(loss_name, task))
+    model = models.build(model_cfg, task.input_shape, losses.out_features(loss_name, task), masked=task.masked)
     return loss_name, loss_fn, initialize(model, cfg.init)
 
 
