@@ -43,8 +43,8 @@ lint: install  ## ruff
 tb: install  ## TensorBoard on runs/
 	$(BIN)/tensorboard --logdir runs
 
-bench: install  ## time dlrun's trainer against a hand-written loop (prints the ratio)
-	$(BIN)/python -m dlrun.bench
+bench: install  ## dlrun against hand-written loops and scripts: every ratio in about 2 minutes (FULL=1: the long cases)
+	$(BIN)/python -m dlrun.bench $(if $(FULL),--full,)
 
 gpu-check: install  ## on a CUDA machine (not in make test): resume, ResNet-20 images/s by precision, compile, layout; groups; torchrun
 	$(BIN)/python -m dlrun.gpucheck

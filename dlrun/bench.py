@@ -94,7 +94,9 @@ def startup(repeats: int = 5, epochs: int = 30) -> None:
     )
 
 
-def vectorized(k: int = 16, repeats: int = 2, threads: int = 1, only: str | None = None, device: str = "cpu") -> None:
+def vectorized(
+    k: int = 16, repeats: int = 2, threads: int = 1, only: str | None = None, device: str = "cpu", epochs: int = 30
+) -> None:
     """K seeds as one vectorized group against K separate in-process runs of the same configs (same steps,
     same threads, configs composed before the clock starts), interleaved; prints the times and the ratio."""
     import copy
@@ -104,7 +106,7 @@ def vectorized(k: int = 16, repeats: int = 2, threads: int = 1, only: str | None
     from dlrun.train.members import members
 
     cases = [
-        ("MLP on digits (the default config), 30 epochs", []),
+        (f"MLP on digits (the default config), {epochs} epochs", [f"trainer.epochs={epochs}"]),
         ("MNIST-1D CNN (experiment=mnist1d_cnn), 6001 steps", ["experiment=mnist1d_cnn", "data.val_fraction=0.1"]),
     ]
     for label, extra in cases:
@@ -165,7 +167,7 @@ def _sweep(tmp: str, name: str, args: list[str]) -> tuple[float, list[float], li
     return seconds, walls, trains
 
 
-def sweeps(trials: int = 16, repeats: int = 1) -> None:
+def sweeps(trials: int = 16, repeats: int = 1, epochs: int = 30) -> None:
     """Whole `dlrun sweep` processes: a 16-trial sweep with warm workers against new processes (--cold), and
     a --seeds 0,1,2,3 sweep on digits with each configuration's seeds vectorized against a process per seed."""
     import optuna
@@ -174,7 +176,7 @@ def sweeps(trials: int = 16, repeats: int = 1) -> None:
     quiet = ["trainer.progress=none", "trainer.device=cpu", "trainer.threads=1"]
     lrs = ",".join(f"{0.001 * (i + 1):g}" for i in range(trials))
     grid = [f"optim.lr={lrs}", "trainer.epochs=2", *quiet]
-    seeded = ["optim.lr=0.001,0.003", *quiet, "--seeds", "0,1,2,3"]
+    seeded = ["optim.lr=0.001,0.003", f"trainer.epochs={epochs}", *quiet, "--seeds", "0,1,2,3"]
     with tempfile.TemporaryDirectory() as tmp:
         _sweep(tmp, "warm-up", ["trainer.epochs=1", *quiet])  # fills the data cache
         runs: dict[str, list[tuple[float, list[float], list[float]]]] = {}
@@ -197,7 +199,7 @@ def sweeps(trials: int = 16, repeats: int = 1) -> None:
         print(f"  {label:24}: {seconds:.2f} s in all; per trial {over:.3f} s beyond its training")
     warm_s, cold_s = (statistics.median(r[0] for r in runs[name]) for name in ("warm", "cold"))
     print(f"  ratio warm/cold (whole sweep): {warm_s / cold_s:.3f}")
-    print("dlrun sweep optim.lr=0.001,0.003 --seeds 0,1,2,3 (digits MLP, 30 epochs)")
+    print(f"dlrun sweep optim.lr=0.001,0.003 --seeds 0,1,2,3 (digits MLP, {epochs} epochs)")
     times = {name: statistics.median(r[0] for r in runs[name]) for name in ("vectorized", "apart", "apart-cold")}
     print(f"  seeds vectorized, warm (default)    : {times['vectorized']:.2f} s")
     print(f"  a process per seed, warm (--vectorize 0): {times['apart']:.2f} s")
@@ -305,18 +307,29 @@ def main() -> None:
     parser.add_argument("--startup-repeats", type=int, default=5, help="process pairs of the startup part")
     parser.add_argument("--sweep-trials", type=int, default=16, help="trials of the warm/cold sweeps")
     parser.add_argument("--sweep-repeats", type=int, default=1, help="repeats of the sweep part")
+    parser.add_argument("--option-steps", type=int, default=200, help="steps timed per trainer option")
+    parser.add_argument(
+        "--full", action="store_true", help="the long cases (about 15 minutes): more repeats, epochs, seeds, trials"
+    )
     args = parser.parse_args()
+    if not args.full:  # every part and every ratio, on budgets that fit in about 2 minutes of 2 cores
+        given = {a.split("=")[0] for a in sys.argv[1:]}
+        quick = {"--repeats": 3, "--epochs": 5, "--seeds": 8, "--vector-repeats": 1, "--startup-repeats": 2,
+                 "--sweep-trials": 4, "--option-steps": 30, "--vector-case": "mlp"}  # fmt: skip
+        for flag, value in quick.items():
+            if flag not in given:
+                setattr(args, flag.lstrip("-").replace("-", "_"), value)
     if args.only == "startup":
         startup(args.startup_repeats, args.epochs)
         return
     if args.only == "vector":
-        vectorized(args.seeds, args.vector_repeats, args.threads or 1, args.vector_case)
+        vectorized(args.seeds, args.vector_repeats, args.threads or 1, args.vector_case, epochs=args.epochs)
         return
     if args.only == "sweep":
-        sweeps(args.sweep_trials, args.sweep_repeats)
+        sweeps(args.sweep_trials, args.sweep_repeats, args.epochs)
         return
     if args.only == "options":
-        trainer_options(args.threads or 1)
+        trainer_options(args.threads or 1, args.option_steps)
         return
 
     from dlrun.config import compose
@@ -351,11 +364,11 @@ def main() -> None:
     print()
     startup(args.startup_repeats, args.epochs)
     print()
-    vectorized(args.seeds, args.vector_repeats, args.threads or 1)
+    vectorized(args.seeds, args.vector_repeats, args.threads or 1, args.vector_case, epochs=args.epochs)
     print()
-    sweeps(args.sweep_trials, args.sweep_repeats)
+    sweeps(args.sweep_trials, args.sweep_repeats, args.epochs)
     print()
-    trainer_options(args.threads or 1)
+    trainer_options(args.threads or 1, args.option_steps)
 
 
 if __name__ == "__main__":
