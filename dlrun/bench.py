@@ -167,7 +167,7 @@ def _sweep(tmp: str, name: str, args: list[str]) -> tuple[float, list[float], li
     return seconds, walls, trains
 
 
-def sweeps(trials: int = 16, repeats: int = 1, epochs: int = 30) -> None:
+def sweeps(trials: int = 16, repeats: int = 1, epochs: int = 30, seeds: int = 4, configs: int = 2) -> None:
     """Whole `dlrun sweep` processes: a 16-trial sweep with warm workers against new processes (--cold), and
     a --seeds 0,1,2,3 sweep on digits with each configuration's seeds vectorized against a process per seed."""
     import optuna
@@ -176,7 +176,9 @@ def sweeps(trials: int = 16, repeats: int = 1, epochs: int = 30) -> None:
     quiet = ["trainer.progress=none", "trainer.device=cpu", "trainer.threads=1"]
     lrs = ",".join(f"{0.001 * (i + 1):g}" for i in range(trials))
     grid = [f"optim.lr={lrs}", "trainer.epochs=2", *quiet]
-    seeded = ["optim.lr=0.001,0.003", f"trainer.epochs={epochs}", *quiet, "--seeds", "0,1,2,3"]
+    seed_list = ",".join(str(s) for s in range(seeds))
+    lr_list = ",".join(("0.001", "0.003", "0.01", "0.03")[:configs])
+    seeded = [f"optim.lr={lr_list}", f"trainer.epochs={epochs}", *quiet, "--seeds", seed_list]
     with tempfile.TemporaryDirectory() as tmp:
         _sweep(tmp, "warm-up", ["trainer.epochs=1", *quiet])  # fills the data cache
         runs: dict[str, list[tuple[float, list[float], list[float]]]] = {}
@@ -199,7 +201,7 @@ def sweeps(trials: int = 16, repeats: int = 1, epochs: int = 30) -> None:
         print(f"  {label:24}: {seconds:.2f} s in all; per trial {over:.3f} s beyond its training")
     warm_s, cold_s = (statistics.median(r[0] for r in runs[name]) for name in ("warm", "cold"))
     print(f"  ratio warm/cold (whole sweep): {warm_s / cold_s:.3f}")
-    print(f"dlrun sweep optim.lr=0.001,0.003 --seeds 0,1,2,3 (digits MLP, {epochs} epochs)")
+    print(f"dlrun sweep optim.lr={lr_list} --seeds {seed_list} (digits MLP, {epochs} epochs)")
     times = {name: statistics.median(r[0] for r in runs[name]) for name in ("vectorized", "apart", "apart-cold")}
     print(f"  seeds vectorized, warm (default)    : {times['vectorized']:.2f} s")
     print(f"  a process per seed, warm (--vectorize 0): {times['apart']:.2f} s")
@@ -307,6 +309,8 @@ def main() -> None:
     parser.add_argument("--startup-repeats", type=int, default=5, help="process pairs of the startup part")
     parser.add_argument("--sweep-trials", type=int, default=16, help="trials of the warm/cold sweeps")
     parser.add_argument("--sweep-repeats", type=int, default=1, help="repeats of the sweep part")
+    parser.add_argument("--sweep-seeds", type=int, default=4, help="seeds of the seeded sweep")
+    parser.add_argument("--sweep-configs", type=int, default=2, choices=(1, 2, 3, 4), help="its learning rates")
     parser.add_argument("--option-steps", type=int, default=200, help="steps timed per trainer option")
     parser.add_argument(
         "--full", action="store_true", help="the long cases (about 15 minutes): more repeats, epochs, seeds, trials"
@@ -314,8 +318,10 @@ def main() -> None:
     args = parser.parse_args()
     if not args.full:  # every part and every ratio, on budgets that fit in about 2 minutes of 2 cores
         given = {a.split("=")[0] for a in sys.argv[1:]}
-        quick = {"--repeats": 3, "--epochs": 5, "--seeds": 8, "--vector-repeats": 1, "--startup-repeats": 2,
-                 "--sweep-trials": 4, "--option-steps": 30, "--vector-case": "mlp"}  # fmt: skip
+        quick = {
+            "--repeats": 3, "--epochs": 5, "--seeds": 8, "--vector-repeats": 1, "--startup-repeats": 1,
+            "--sweep-trials": 2, "--sweep-seeds": 2, "--sweep-configs": 1, "--option-steps": 30, "--vector-case": "mlp",
+        }  # fmt: skip
         for flag, value in quick.items():
             if flag not in given:
                 setattr(args, flag.lstrip("-").replace("-", "_"), value)
@@ -326,7 +332,7 @@ def main() -> None:
         vectorized(args.seeds, args.vector_repeats, args.threads or 1, args.vector_case, epochs=args.epochs)
         return
     if args.only == "sweep":
-        sweeps(args.sweep_trials, args.sweep_repeats, args.epochs)
+        sweeps(args.sweep_trials, args.sweep_repeats, args.epochs, args.sweep_seeds, args.sweep_configs)
         return
     if args.only == "options":
         trainer_options(args.threads or 1, args.option_steps)
@@ -366,7 +372,7 @@ def main() -> None:
     print()
     vectorized(args.seeds, args.vector_repeats, args.threads or 1, args.vector_case, epochs=args.epochs)
     print()
-    sweeps(args.sweep_trials, args.sweep_repeats, args.epochs)
+    sweeps(args.sweep_trials, args.sweep_repeats, args.epochs, args.sweep_seeds, args.sweep_configs)
     print()
     trainer_options(args.threads or 1, args.option_steps)
 
