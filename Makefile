@@ -27,7 +27,7 @@ train: install  ## install, then train the default config (an MLP on digits)
 test: install  ## install, then run the whole test suite, as CI does (PYTEST_WORKERS processes, default 2)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
-test-fast: install  ## the tests under 2 s each (no `slow` marker): the edit-test loop
+test-fast: install  ## the tests under 1 s each in the last recorded run (no `slow` marker): the edit-test loop
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow" --durations=5 $(PYTEST_ARGS)
 
 durations: install  ## run the whole suite and record each test's seconds in tests/durations.json (the slow tier)

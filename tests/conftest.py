@@ -81,7 +81,7 @@ def leaves(schema: type, prefix: str = ""):
 # `make durations`); `process`: a test whose code starts a process (dlrun(...), start(...), subprocess, torchrun).
 # `make test` runs everything (as CI does); `make test-fast` deselects `slow` for the edit-test loop.
 DURATIONS = os.path.join(os.path.dirname(__file__), "durations.json")
-SLOW_S = 2.0
+SLOW_S = 1.0
 STARTS_A_PROCESS = ("dlrun(", "start(", "subprocess.", "Popen(", "torchrun")
 
 

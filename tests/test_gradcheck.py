@@ -64,6 +64,7 @@ MODEL_CASES = {
                     "model.ff=8"],
     "transformer-cls-sinusoidal-prenorm": ["model=transformer", "model.d_model=8", "model.heads=2", "model.ff=8",
                                            "model.readout=cls", "model.positions=sinusoidal", "model.norm_first=true"],
+    "autoencoder": ["model=autoencoder", "data=iris", "model.hidden=[5]", "model.code=2", "model.activation=tanh"],
     "resnet": ["model=resnet", "model.depth=8"],
     "plain": ["model=plain20", "model.depth=8"],
     "resnet-1d": ["model=resnet", "model.depth=8", "data=mnist1d", "model.widths=[4,8,8]"],
