@@ -96,7 +96,7 @@ def pytest_collection_modifyitems(config, items):
     recorded = json.load(open(DURATIONS)) if os.path.exists(DURATIONS) else {}
     sources: dict = {}
     for item in items:
-        if recorded.get(item.nodeid, 0.0) >= SLOW_S:
+        if recorded.get(item.nodeid, 0.0) >= SLOW_S or _shares_a_built_fixture(item):
             item.add_marker(pytest.mark.slow)
         fn = getattr(item, "function", None)
         if fn is not None:
@@ -107,6 +107,21 @@ def pytest_collection_modifyitems(config, items):
                     sources[fn] = ""
             if any(s in sources[fn] for s in STARTS_A_PROCESS):
                 item.add_marker(pytest.mark.process)
+
+
+def _shares_a_built_fixture(item) -> bool:
+    """A test using a module- or session-scoped fixture of its own module (trained runs, a finished sweep): the
+    fixture's setup, paid once per process, is recorded against whichever test ran first, so the others look
+    fast but are not alone."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    module = getattr(item, "module", None)
+    for defs in info.name2fixturedefs.values():
+        d = defs[-1]
+        if d.scope in ("module", "session") and module is not None and d.func.__module__ == module.__name__:
+            return True
+    return False
 
 
 _seconds: dict[str, float] = {}
