@@ -26,6 +26,11 @@ class Output:
     value: float
 
 
+def output_size(n: int, f: int, s: int, p: int) -> int:
+    """M = (N - F + 2P) / S + 1, rounded down as PyTorch does (model=cnn's sizes and `dlrun summary` use it too)."""
+    return (n - f + 2 * p) // s + 1
+
+
 def numbers(text: str, key: str) -> list[float]:
     try:
         values = [float(v) for v in text.replace(" ", "").split(",") if v != ""]
@@ -50,7 +55,7 @@ def check(signal: list[float], kernel: list[float], padding: int, stride: int) -
             f"--kernel: {f} values, longer than the padded signal ({n} + 2*{padding}); "
             "give a shorter kernel or more padding"
         )
-    return (n - f + 2 * padding) // stride + 1
+    return output_size(n, f, stride, padding)
 
 
 def convolve(signal: list[float], kernel: list[float], padding: int = 0, stride: int = 1) -> list[Output]:
@@ -65,7 +70,7 @@ def convolve(signal: list[float], kernel: list[float], padding: int = 0, stride:
 def toeplitz(kernel: list[float], n: int, padding: int = 0, stride: int = 1) -> np.ndarray:
     """T (M x (N + 2P)) with y = T x_pad: the filter as a banded (Toeplitz) matrix."""
     f = len(kernel)
-    m = (n - f + 2 * padding) // stride + 1
+    m = output_size(n, f, stride, padding)
     t = np.zeros((m, n + 2 * padding))
     for i in range(m):
         t[i, i * stride : i * stride + f] = kernel
@@ -75,5 +80,5 @@ def toeplitz(kernel: list[float], n: int, padding: int = 0, stride: int = 1) -> 
 def im2col(signal: list[float], f: int, padding: int = 0, stride: int = 1) -> np.ndarray:
     """X (M x F) with y = X w: row i is the i-th window of the padded signal."""
     x = padded(signal, padding)
-    m = (len(signal) - f + 2 * padding) // stride + 1
+    m = output_size(len(signal), f, stride, padding)
     return np.stack([x[i * stride : i * stride + f] for i in range(m)])

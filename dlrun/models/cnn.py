@@ -12,6 +12,7 @@ from math import prod
 import torch
 from torch import nn
 
+from dlrun.conv import output_size as conv_output_size
 from dlrun.errors import ConfigError
 from dlrun.models.activations import ACTIVATIONS
 from dlrun.models.dropout import InvertedDropout
@@ -19,11 +20,6 @@ from dlrun.models.dropout import InvertedDropout
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d}
 _BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 _POOL = {("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d, ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d}
-
-
-def conv_output_size(n: int, f: int, s: int, p: int) -> int:
-    """M = (N - F + 2P) / S + 1, rounded down as PyTorch does."""
-    return (n - f + 2 * p) // s + 1
 
 
 def per_layer(values: list[int], i: int) -> int:

@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dlrun.conv import output_size as conv_output_size
+
 
 def _formula(module: nn.Module, in_shape: tuple[int, ...]) -> str:
     """For a conv layer, the output size of each spatial axis: M = (N - F + 2P) / S + 1."""
@@ -15,7 +17,7 @@ def _formula(module: nn.Module, in_shape: tuple[int, ...]) -> str:
     parts = []
     for n, f, p, s in zip(in_shape[2:], module.kernel_size, module.padding, module.stride, strict=True):
         exact = (n - f + 2 * p) / s + 1
-        shown = f"{exact:g}" if exact.is_integer() else f"{exact:g}, floored to {(n - f + 2 * p) // s + 1}"
+        shown = f"{exact:g}" if exact.is_integer() else f"{exact:g}, floored to {conv_output_size(n, f, s, p)}"
         parts.append(f"({n} - {f} + 2*{p})/{s} + 1 = {shown}")
     if len(set(parts)) == 1:  # square images: one formula serves both axes
         return "M = " + parts[0]
