@@ -292,10 +292,17 @@ def trainer_options(threads: int = 1, steps: int = 200) -> None:
           f"{rate / peak:.0%} of the peak")  # fmt: skip
 
 
+# the budgets of `make bench` (QUICK) and `make bench FULL=1`; a flag given on the command line wins
+QUICK = {"repeats": 3, "epochs": 5, "seeds": 8, "vector_repeats": 1, "vector_case": "mlp", "startup_repeats": 1,
+         "sweep_trials": 2, "sweep_seeds": 2, "sweep_configs": 1, "option_steps": 30}  # fmt: skip
+FULL = {"repeats": 9, "epochs": 30, "seeds": 16, "vector_repeats": 2, "vector_case": None, "startup_repeats": 5,
+        "sweep_trials": 16, "sweep_seeds": 4, "sweep_configs": 2, "option_steps": 200}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--repeats", type=int, help="interleaved repeats of the loop part")
+    parser.add_argument("--epochs", type=int, help="epochs of the loop, startup, vector and seeded-sweep parts")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for both loops (0: PyTorch's default)")
     parser.add_argument(
         "--only",
@@ -303,28 +310,23 @@ def main() -> None:
         help="run only this part (loop: trainer against a raw loop; startup: whole processes; vector: seed groups; "
         "sweep: warm workers and vectorized seeds in whole sweeps)",
     )
-    parser.add_argument("--seeds", type=int, default=16, help="members of the vector part")
-    parser.add_argument("--vector-repeats", type=int, default=2, help="repeats of the vector part")
+    parser.add_argument("--seeds", type=int, help="members of the vector part")
+    parser.add_argument("--vector-repeats", type=int, help="repeats of the vector part")
     parser.add_argument("--vector-case", help="only the vector case whose name holds this (mlp, cnn)")
-    parser.add_argument("--startup-repeats", type=int, default=5, help="process pairs of the startup part")
-    parser.add_argument("--sweep-trials", type=int, default=16, help="trials of the warm/cold sweeps")
+    parser.add_argument("--startup-repeats", type=int, help="process pairs of the startup part")
+    parser.add_argument("--sweep-trials", type=int, help="trials of the warm/cold sweeps")
     parser.add_argument("--sweep-repeats", type=int, default=1, help="repeats of the sweep part")
-    parser.add_argument("--sweep-seeds", type=int, default=4, help="seeds of the seeded sweep")
-    parser.add_argument("--sweep-configs", type=int, default=2, choices=(1, 2, 3, 4), help="its learning rates")
-    parser.add_argument("--option-steps", type=int, default=200, help="steps timed per trainer option")
+    parser.add_argument("--sweep-seeds", type=int, help="seeds of the seeded sweep")
+    parser.add_argument("--sweep-configs", type=int, choices=(1, 2, 3, 4), help="its learning rates")
+    parser.add_argument("--option-steps", type=int, help="steps timed per trainer option")
     parser.add_argument(
         "--full", action="store_true", help="the long cases (about 15 minutes): more repeats, epochs, seeds, trials"
     )
     args = parser.parse_args()
-    if not args.full:  # every part and every ratio, on budgets that fit in about 2 minutes of 2 cores
-        given = {a.split("=")[0] for a in sys.argv[1:]}
-        quick = {
-            "--repeats": 3, "--epochs": 5, "--seeds": 8, "--vector-repeats": 1, "--startup-repeats": 1,
-            "--sweep-trials": 2, "--sweep-seeds": 2, "--sweep-configs": 1, "--option-steps": 30, "--vector-case": "mlp",
-        }  # fmt: skip
-        for flag, value in quick.items():
-            if flag not in given:
-                setattr(args, flag.lstrip("-").replace("-", "_"), value)
+    # a flag left out takes the budget's value: the default one fits in about 2 minutes of 2 cores
+    for key, value in (FULL if args.full else QUICK).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     if args.only == "startup":
         startup(args.startup_repeats, args.epochs)
         return
