@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import random
 import shutil
 from pathlib import Path
 
@@ -136,7 +137,7 @@ def damage_checkpoint(path: Path, how: str, foreign: Path) -> None:
     elif how == "empty":
         path.write_bytes(b"")
     elif how == "random":
-        path.write_bytes(os.urandom(4096))
+        path.write_bytes(random.Random(0).randbytes(4096))  # the same bytes each run: a failure repeats
     else:  # another model's state dict (model=linear)
         shutil.copyfile(foreign, path)
 

@@ -530,12 +530,34 @@ def test_a_trial_its_sweep_never_signed_is_queued_again(tmp_path, monkeypatch):
 
     from dlrun.sweep import runner
 
-    monkeypatch.setattr(runner, "UNSIGNED_S", 0.2)
+    monkeypatch.setattr(runner, "UNSIGNED_S", 60)
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s")
     study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})  # never signed: its process was killed
     assert runner.recover(study) == []  # too young: another worker may be signing it now
     time.sleep(0.3)
+    monkeypatch.setattr(runner, "UNSIGNED_S", 0.2)  # now it is older than that
     assert runner.recover(study) == [0]
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert "stopped before it recorded itself" in trials[0].user_attrs["reason"]
+
+
+def test_an_interrupt_a_library_turns_into_another_error_is_still_an_interrupt(monkeypatch):
+    """Ctrl-C while Hydra or OmegaConf compose can surface as their own error (an unknown key, an
+    UnboundLocalError from a cleanup); compose gives the KeyboardInterrupt back, so a claim stops with 130."""
+    import importlib
+
+    from dlrun.errors import ConfigError
+
+    compose_module = importlib.import_module("dlrun.config.compose")
+
+    def validate(raw):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise ConfigError("model.hidden: unknown key") from None
+
+    monkeypatch.setattr(compose_module, "validate", validate)
+    with pytest.raises(KeyboardInterrupt):
+        compose_module.compose(["model=mlp"])
+    assert compose_module._interrupted(ValueError()) is False

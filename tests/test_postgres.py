@@ -97,6 +97,35 @@ def test_two_workers_at_once_run_the_grid_once(server, tmp_path):
     assert sorted((r["params"]["optim"], r["params"]["optim.lr"]) for r in rows) == sorted(grid)
 
 
+def open_fresh(url: str) -> str:
+    """One worker's start on a new database (in its own process): "ok", or the one line it would print."""
+    from dlrun.sweep.study import open_storage
+
+    try:
+        open_storage(url, heartbeat=False)
+    except ConfigError as e:
+        return str(e)
+    return "ok"
+
+
+def test_workers_creating_a_fresh_databases_tables_at_once_all_open_it(server):
+    """Workers on a new database all create Optuna's tables; PostgreSQL tells the slower ones that a type or
+    table already exists (duplicate_object), which is a wait-and-retry, never "the database is damaged".
+    Without the retry one database in ten to forty failed here."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.map(str, range(4))  # the workers are up before the first database
+        for i in range(20):
+            url = database(server, f"fresh{i}")
+            assert pool.map(open_fresh, [url] * 4) == ["ok"] * 4
+    assert load_or_none(url) is None  # the tables are there, and hold no study
+
+
+def load_or_none(url: str) -> optuna.Study | None:
+    return next(iter(storage(url).get_all_studies()), None)
+
+
 def test_a_killed_workers_trial_is_run_again_and_the_study_ends_with_n_trials(server, tmp_path):
     url = database(server, "kill").replace("postgresql://", "postgres://", 1)  # Heroku's spelling works too
     args = ["data=xor", "optim.lr=tag(log, interval(1e-3, 1e-1))", "trainer.epochs=2", *TINY]

@@ -43,7 +43,15 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Config:
     With `resume=RUN_DIR` the base is that run's saved config.yaml instead of conf/, and the
     other overrides may only change values (`trainer.epochs=8`), not swap group options.
     """
-    overrides = list(overrides)
+    try:
+        return _compose(list(overrides))
+    except Exception as e:
+        if _interrupted(e):  # a Ctrl-C that a library turned into another error (or its own message)
+            raise KeyboardInterrupt from None
+        raise
+
+
+def _compose(overrides: list[str]) -> Config:
     check_lengths(overrides)
     plugins.load(plugins.from_environment())  # every process dlrun starts inherits the plugins this way
     resume = [o for o in overrides if o.startswith("resume=")]
@@ -149,12 +157,17 @@ def _hydra_compose(overrides: list[str]) -> tuple[dict[str, Any], str | None]:
     with initialize_config_dir(str(conf_dir()), version_base=None, job_name="dlrun"):
         try:
             cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
-        except MissingConfigException as e:
-            error = _missing_message(e)
-        except (OverrideParseException, ConfigCompositionException) as e:
-            error = e
-        except HydraException as e:
-            error = str(e).splitlines()[0]
+        except Exception as e:
+            if _interrupted(e):  # a Ctrl-C that a library's cleanup turned into another error
+                raise KeyboardInterrupt from None
+            if isinstance(e, MissingConfigException):
+                error = _missing_message(e)
+            elif isinstance(e, (OverrideParseException, ConfigCompositionException)):
+                error = e
+            elif isinstance(e, HydraException):
+                error = _first_line(e)
+            else:
+                raise
     # both may need a second compose, outside the first one's context
     if isinstance(error, OverrideParseException):
         error = _parse_message(error, overrides, lambda: _config_keys(overrides))
@@ -308,6 +321,24 @@ def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
     return [key for k, v in node.items() for key in _leaf_keys(v, f"{prefix}.{k}" if prefix else str(k))]
 
 
+def _interrupted(e: BaseException | None) -> bool:
+    """Whether a KeyboardInterrupt is among the causes of `e` (Hydra wraps what it meets while composing)."""
+    todo, seen = [e], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+    return False
+
+
+def _first_line(e: BaseException) -> str:
+    return next(iter(str(e).strip().splitlines()), "") or type(e).__name__
+
+
 def _missing_message(e: Exception) -> str:
     text = str(e)
     m = re.search(r"Could not find '([^']+)/([^']*)'", text)
@@ -316,7 +347,7 @@ def _missing_message(e: Exception) -> str:
         group, option = m.groups()
         hint = suggest(option, options)
         return f"{group}={option}: unknown option;{hint} choose from: {', '.join(options)}".replace(";,", ";")
-    return text.splitlines()[0]
+    return _first_line(e)
 
 
 def _composition_message(e: Exception, overrides: list[str]) -> str:
@@ -335,7 +366,7 @@ def _composition_message(e: Exception, overrides: list[str]) -> str:
         arg = re.search(r"argument '([^']+)'", text)
         what = arg.group(1) if arg else "this override"
         return f"{what}: a comma list is a sweep, which train does not run; write a list as key=[a,b]"
-    return text.splitlines()[0]
+    return _first_line(e)
 
 
 def _sibling_keys(parent: str, overrides: list[str]) -> list[str] | None:

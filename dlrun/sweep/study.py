@@ -165,22 +165,36 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
     for attempt in range(10):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError) as e:
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
             # workers creating a fresh database's tables at once: the losers find them made and retry
+            if isinstance(e, sqlalchemy.exc.ProgrammingError) and _sqlstate(e.orig) not in CREATED_AT_ONCE:
+                raise _damaged(url, given, e) from None
             if attempt == 9:
                 raise ConfigError(f"--storage {given}: {str(e.orig).splitlines()[0]}") from None
             time.sleep(0.2 * (attempt + 1))
         except sqlalchemy.exc.DatabaseError as e:  # not a lock to wait for: a damaged database (SQLite cut short)
-            where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else f"--storage {given}"
-            raise ConfigError(
-                f"{where}: the study's database is damaged ({str(e.orig).splitlines()[0]}); "
-                "restore it from a copy, or start a new sweep"
-            ) from None
+            raise _damaged(url, given, e) from None
         except ImportError as e:  # a driver of a scheme that storage_url leaves alone
             raise ConfigError(f"--storage {given}: its database driver is not installed ({e})") from None
         except (sqlalchemy.exc.ArgumentError, ValueError) as e:
             raise ConfigError(f"--storage {given}: {str(e).splitlines()[0]}") from None
     raise AssertionError("unreachable")
+
+
+# PostgreSQL's duplicate_object and duplicate_table: another worker created the type or table a moment ago
+CREATED_AT_ONCE = ("42710", "42P07")
+
+
+def _sqlstate(error: BaseException | None) -> str | None:
+    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)  # psycopg 3, psycopg2
+
+
+def _damaged(url: str, given: str, e: Exception) -> ConfigError:
+    where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else f"--storage {given}"
+    first = next(iter(str(getattr(e, "orig", e)).splitlines()), "")
+    return ConfigError(
+        f"{where}: the study's database is damaged ({first}); restore it from a copy, or start a new sweep"
+    )
 
 
 PRUNERS = ("none", "median", "hyperband")
