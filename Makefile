@@ -8,37 +8,50 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast durations fuzz lint tb bench gpu-check reproduce clean
+.PHONY: help install install-dev docs docs-serve train test test-fast durations fuzz lint tb bench gpu-check reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
+# two installs into one .venv: what running dlrun needs (make train), then the test, lint and docs tools
 $(BIN)/dlrun: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install torch==$(TORCH_VERSION)
+	$(BIN)/pip install -e .
+	@touch $@
+
+$(VENV)/.dev: $(BIN)/dlrun
 	$(BIN)/pip install -e '.[dev]'
 	@touch $@
 
-install: $(BIN)/dlrun  ## create .venv with the pinned torch (TORCH_VERSION, default 2.13.0) and dlrun[dev], editable
+install: $(BIN)/dlrun  ## create .venv with the pinned torch (TORCH_VERSION, default 2.13.0) and dlrun, editable: what running needs
 
-train: install  ## install, then train the default config (an MLP on digits)
+install-dev: $(VENV)/.dev  ## install, then add the test, lint and documentation tools (dlrun[dev])
+
+train: install  ## install (no test or lint tools), then train the default config (an MLP on digits)
 	$(BIN)/dlrun train
 
-test: install  ## install, then run the whole test suite, as CI does (PYTEST_WORKERS processes, default 2)
+test: install-dev  ## install, then run the whole test suite, as CI does (PYTEST_WORKERS processes, default 2)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
-test-fast: install  ## the tests under 1 s each in the last recorded run (no `slow` marker): the edit-test loop
+test-fast: install-dev  ## the tests under 1 s each in the last recorded run (no `slow` marker): the edit-test loop
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow" --durations=5 $(PYTEST_ARGS)
 
-durations: install  ## run the whole suite and record each test's seconds in tests/durations.json (the slow tier)
+durations: install-dev  ## run the whole suite and record each test's seconds in tests/durations.json (the slow tier)
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --record-durations tests/durations.json $(PYTEST_ARGS)
 
-fuzz: install  ## property tests with fresh random inputs (FUZZ_EXAMPLES per test, default 5000)
+fuzz: install-dev  ## property tests with fresh random inputs (FUZZ_EXAMPLES per test, default 5000)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n $(PYTEST_WORKERS) tests/test_properties.py $(PYTEST_ARGS)
 
-lint: install  ## ruff
+lint: install-dev  ## ruff
 	$(BIN)/ruff check dlrun tests experiments/plugins
 	$(BIN)/ruff format --check dlrun tests experiments/plugins
+
+docs: install-dev  ## build the documentation site into site/ (mkdocs, --strict: a broken link or anchor fails)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: install-dev  ## the documentation site on http://127.0.0.1:8000, rebuilt as pages change
+	$(BIN)/mkdocs serve
 
 tb: install  ## TensorBoard on runs/
 	$(BIN)/tensorboard --logdir runs
@@ -53,4 +66,4 @@ reproduce: install  ## run every claim in experiments/ at its seeds and write ex
 	$(BIN)/dlrun experiment report --rerun --out experiments/report
 
 clean:  ## remove .venv and caches (runs/ stays)
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site
