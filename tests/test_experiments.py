@@ -65,6 +65,20 @@ def test_named_measures():
     assert [v.holds for v in experiments.verdicts(c, r)] == [True, True]
 
 
+def test_claim_figure_draws_each_threshold_beside_its_bar():
+    """`label op number` (either way round) is a labelled dashed line at the number over the label's bar;
+    a comparison of two conditions has no number to draw."""
+    from matplotlib.figure import Figure
+
+    c = claim(expect=["a >= 0.95", "0.5 > b", "a > b"])
+    ax = Figure().subplots()
+    experiments._thresholds(ax, c, ["a", "b"])
+    lines = {tuple(map(tuple, lc.get_segments()[0])): lc.get_linestyle()[0][1] for lc in ax.collections}
+    assert set(lines) == {((-0.4, 0.95), (0.4, 0.95)), ((0.6, 0.5), (1.4, 0.5))}  # over bar 0 (a) and bar 1 (b)
+    assert all(dashes for dashes in lines.values())  # dashed
+    assert sorted(t.get_text() for t in ax.texts) == ["< 0.5", ">= 0.95"]
+
+
 @pytest.mark.parametrize(
     "text, message",
     [

@@ -457,3 +457,84 @@ def test_activations_command(lenet_run):
 def test_regression_runs_are_refused_where_classes_are_needed(tmp_path):
     with pytest.raises(ConfigError, match="no classes"):
         actmax.target_indices(nn.Linear(3, 1), actmax.Target("class", None), (3,), 0, 16)
+
+
+# ----------------------------------------------------------------------------- layout of the pictures
+def drawn(fig):
+    """The figure laid out and drawn by Agg (as the PNG is); returns the renderer for window extents."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def overlapping_tick_labels(fig) -> list[tuple[str, str]]:
+    """Pairs of neighbouring visible tick labels whose boxes overlap, on every axis of every Axes."""
+    renderer = drawn(fig)
+    pairs = []
+    for ax in fig.axes:
+        for axis, k in ((ax.xaxis, 0), (ax.yaxis, 1)):
+            low, high = sorted(axis.get_view_interval())
+            labels = [  # the drawn ones: the locator's ticks beyond the limits are not
+                t
+                for t in axis.get_ticklabels()
+                if t.get_visible() and t.get_text() and low <= t.get_position()[k] <= high
+            ]
+            boxes = sorted(((t.get_window_extent(renderer), t.get_text()) for t in labels), key=lambda b: b[0].p0[k])
+            for (a, a_text), (b, b_text) in zip(boxes, boxes[1:], strict=False):
+                if a.overlaps(b):
+                    pairs.append((a_text, b_text))
+    return pairs
+
+
+def test_actmax_title_of_one_class_fits_its_narrow_figure():
+    """--target class:3: one column of images, a figure 4 inches wide; the title is wrapped, not cut."""
+    rng = np.random.default_rng(0)
+    result = actmax.ActMaxResult(
+        target=actmax.Target("class", 3), indices=[3], x=rng.random((1, 3, 1, 8, 8)), score=np.ones((1, 3)),
+        probs=np.full((1, 3, 10), 0.1), value_range=(0.0, 1.0),
+    )  # fmt: skip
+    fig = actmax.plot_actmax(result, type("T", (), {"class_names": ()})())
+    renderer = drawn(fig)
+    title = fig._suptitle
+    assert title.get_text().replace("\n", " ") == "Activation maximization: one input per class, 3 random starts"
+    box, page = title.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+    for ax in fig.axes:  # the wrapped title's lines do not run into the panels
+        assert not box.overlaps(ax.get_tightbbox(renderer))
+
+
+def test_compared_1d_landscapes_share_one_log_loss_axis():
+    alphas = np.linspace(-1, 1, 21)
+    panels = [
+        landscape.Landscape(alphas, np.array([]), 0.09 + 2 * alphas**2, 1 - alphas**2 / 2, "acc", "deep"),
+        landscape.Landscape(alphas, np.array([]), 0.65 + 0.3 * alphas**2, 0.9 - alphas**2 / 9, "acc", "linear"),
+    ]
+    fig = landscape.plot_landscape(panels)
+    drawn(fig)
+    loss_axes = fig.axes[:2]  # the panels; their twins (the metric) come after
+    assert [ax.get_yscale() for ax in loss_axes] == ["log", "log"]
+    low, high = loss_axes[0].get_ylim()
+    assert loss_axes[1].get_ylim() == (low, high)
+    assert low <= 0.09 and high >= 2.09  # both curves inside
+    twins = fig.axes[2:]
+    assert len(twins) == 2 and twins[0].get_ylim() == twins[1].get_ylim()
+
+
+def test_2d_landscape_tick_labels_do_not_overlap():
+    alphas = np.linspace(-1, 1, 11)
+    loss = 0.09 + np.add.outer(alphas**2, 2 * alphas**2)
+    for n in (1, 2):  # alone, and beside a compared run
+        panels = [landscape.Landscape(alphas, alphas, loss * (k + 1), loss * 0, "acc", f"run{k}") for k in range(n)]
+        assert overlapping_tick_labels(landscape.plot_landscape(panels)) == []
+
+
+def test_gradient_histogram_tick_labels_do_not_overlap():
+    """Gradients at initialization are ~1e-4: long labels like -0.0004, nine to a panel, ran together."""
+    rng = np.random.default_rng(0)
+    stats = [
+        acts.LayerStats(name, rng.random(5000) * 0.6, rng.uniform(-std, std, 5000) * 3**0.5, 0.1, std)
+        for name, std in (("act1", 6e-6), ("act2", 2e-5), ("fc_act1", 8e-5), ("fc_act2", 2.4e-4))
+    ]  # uniform: the last layer's gradients fill -0.0004..0.0004, as at LeNet-5's initialization
+    assert overlapping_tick_labels(acts.plot_activations(stats)) == []

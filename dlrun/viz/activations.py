@@ -101,7 +101,7 @@ def plot_activations(stats: list[LayerStats], title: str = ""):
     standard deviations (log scale), layers colored from the input (dark) to the output (light)."""
     from matplotlib import colormaps
 
-    from dlrun.viz.picture import figure
+    from dlrun.viz.picture import few_ticks, figure
 
     fig = figure(15.0, 4.8)
     act_ax, grad_ax, std_ax = fig.subplots(1, 3, width_ratios=[1.0, 1.0, 0.8])
@@ -120,6 +120,9 @@ def plot_activations(stats: list[LayerStats], title: str = ""):
                     label=f"{s.name} (std {s.act_std:.2g})")  # fmt: skip
         grad_ax.hist(s.gradients, bins=60, range=(-g_abs, g_abs), density=True, histtype="step", lw=1.4,
                      color=color, label=f"{s.name} (std {s.grad_std:.2g})")  # fmt: skip
+    for ax in (act_ax, grad_ax):  # gradients ~1e-4 at initialization: nine labels like -0.0004 ran together
+        few_ticks(ax.xaxis)
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))  # -4 ... 4 and x 1e-4 once
     act_ax.set_xlabel("activation a_l")
     act_ax.set_ylabel("density")
     grad_ax.set_yscale("log")  # narrow (vanishing) gradients pile into a few tall bins around 0

@@ -26,7 +26,7 @@ from torch import nn
 from dlrun.errors import ConfigError
 from dlrun.viz.layers import find_layer, forward_to
 from dlrun.viz.load import class_scores, predict
-from dlrun.viz.picture import class_name, draw_input, figure, input_kind
+from dlrun.viz.picture import class_name, draw_input, figure, input_kind, suptitle
 
 BLUR_EVERY = 4  # steps between blurs
 
@@ -220,5 +220,5 @@ def plot_actmax(result: ActMaxResult, task, title: str = ""):
     what = "class" if is_class else f"{result.target.layer} unit/channel"
     if per_start:
         fig.supylabel("random start", fontsize=9)
-    fig.suptitle(title or f"Activation maximization: one input per {what}, {starts} random starts", fontsize=11)
+    suptitle(fig, title or f"Activation maximization: one input per {what}, {starts} random starts")
     return fig

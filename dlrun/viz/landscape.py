@@ -122,16 +122,17 @@ def save_npz(path, landscapes: list[Landscape]) -> None:
 def plot_landscape(landscapes: list[Landscape]):
     """1-D: loss (log scale) and the metric against a; 2-D: filled contours of log10 loss with a colorbar.
 
-    Side by side when several runs are given; 2-D panels share one color scale.
+    Side by side when several runs are given; 2-D panels share one color scale, 1-D panels one loss axis
+    and one metric axis (the same limits: the runs compare by eye).
     """
     from matplotlib.colors import LogNorm
 
-    from dlrun.viz.picture import figure
+    from dlrun.viz.picture import few_ticks, figure
 
     n = len(landscapes)
     two_d = landscapes[0].loss.ndim == 2
     fig = figure(5.2 * n + (0.9 if two_d else 0), 4.6)
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    axes = fig.subplots(1, n, squeeze=False, sharey=not two_d)[0]
     if two_d:
         lo = max(min(float(ls.loss.min()) for ls in landscapes), 1e-6)
         hi = max(float(ls.loss.max()) for ls in landscapes)
@@ -146,22 +147,29 @@ def plot_landscape(landscapes: list[Landscape]):
             ax.set_xlabel("a (direction d)")
             ax.set_ylabel("b (direction e)")
             ax.set_aspect("equal")
+            few_ticks(ax.xaxis)  # a square panel ~3 inches wide: nine labels -1.00, -0.75, ... ran together
+            few_ticks(ax.yaxis)
             ax.set_title(f"{ls.label}\nloss at center {ls.loss[len(ls.betas) // 2, len(ls.alphas) // 2]:.3g}")
             ax.legend(loc="upper right", fontsize=7)
         bar = fig.colorbar(filled, ax=list(axes), label="train loss (log scale)", shrink=0.9)
         bar.set_ticks(levels[::4], labels=[f"{v:.3g}" for v in levels[::4]])
     else:
+        twins = []
         for ax, ls in zip(axes, landscapes, strict=True):
             ax.plot(ls.alphas, ls.loss, color="C0", label="train loss")
             ax.set_yscale("log")
             ax.set_xlabel("a (direction d)")
-            ax.set_ylabel("train loss (log scale)", color="C0")
             ax.axvline(0, color="0.6", lw=0.8, ls=":")
             twin = ax.twinx()
+            if twins:
+                twin.sharey(twins[0])
+                twins[-1].tick_params(labelright=False)  # shared: the numbers once, on the right edge
+            twins.append(twin)
             twin.plot(ls.alphas, ls.metric, color="C1", ls="--", label=f"train {ls.metric_name}")
-            twin.set_ylabel(f"train {ls.metric_name}", color="C1")
             if ls.metric_name == "acc":
                 twin.set_ylim(0, 1.02)
             ax.set_title(ls.label)
+        axes[0].set_ylabel("train loss (log scale)", color="C0")  # the inner panels' loss numbers are hidden
+        twins[-1].set_ylabel(f"train {landscapes[-1].metric_name}", color="C1")
     fig.suptitle("Loss landscape along filter-normalized random directions (Li et al. 2018)", fontsize=11)
     return fig

@@ -39,6 +39,39 @@ def figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
+def suptitle(fig: Figure, text: str, fontsize: float = 11):
+    """fig.suptitle, broken at spaces into lines no wider than the figure: a centered title wider than a
+    narrow figure (one actmax column) is cut at both edges, and constrained layout makes room for each line."""
+    room = 0.95 * fig.get_figwidth() * 72  # points, a little margin each side
+    lines = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split(" "):
+            longer = f"{line} {word}" if line else word
+            if line and _text_width(longer, fontsize) > room:
+                lines.append(line)
+                longer = word
+            line = longer
+        lines.append(line)
+    return fig.suptitle("\n".join(lines), fontsize=fontsize)
+
+
+def few_ticks(axis, bins: int = 4) -> None:
+    """At most `bins` + 1 labelled ticks at round steps (matplotlib's own choice assumes labels ~3 characters
+    wide: labels like -0.75 or -0.0004 in a narrow panel ran together)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(bins, steps=[1, 2, 2.5, 5, 10]))
+
+
+def _text_width(text: str, fontsize: float) -> float:
+    """Width in points of one line in the default font, as Agg draws it."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextPath
+
+    return TextPath((0, 0), text, prop=FontProperties(size=fontsize)).get_extents().width
+
+
 def png_size(png: bytes) -> tuple[int, int]:
     """(width, height) from a PNG's IHDR chunk, which always starts at byte 16."""
     if png[:8] != b"\x89PNG\r\n\x1a\n":
