@@ -115,16 +115,22 @@ def load(name: str) -> Claim:
 
 
 def listing() -> list[dict[str, Any]]:
-    """Every experiment file: name, description, claim statement (or None) and expected runtime."""
+    """Every experiment file: name, description, claim statement (or None), the runtime its file expects, and
+    the wall time the committed report measured (experiments/report/NAME/results.json; None before a report)."""
     rows = []
     for path in sorted(experiments_dir().glob("*.yaml")):
         raw = (yaml.safe_load(path.read_text()) or {}).get("claim") or {}
+        try:
+            measured = json.loads((path.parent / "report" / path.stem / "results.json").read_text())["wall_time_s"]
+        except (OSError, ValueError, KeyError, TypeError):
+            measured = None
         rows.append(
             {
                 "name": path.stem,
                 "description": describe(path),
                 "claim": raw.get("statement"),
                 "runtime_s": raw.get("runtime_s"),
+                "measured_s": measured,
             }
         )
     return rows
@@ -294,6 +300,7 @@ class Result:
     runs: dict[str, list[str]] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     wall_time_s: float = 0.0
+    machine: str = ""  # where it was measured (dlrun.machine.describe), for the times the report quotes
 
     def stat(self, label: str, measure: str) -> tuple[float, float]:
         """Mean and sample standard deviation over the seeds (dlrun/stats.py's: exact for equal values,
@@ -319,8 +326,11 @@ def run(
     if into is not None:
         seeds = [s for s in seeds if s not in into.seeds]  # a seed the result has is not run again
     extra = into.overrides if into is not None else [*(claim.quick if quick else []), *overrides]
+    from dlrun.machine import describe
+
     started = time.perf_counter()
     result = into or Result(claim=claim.name, seeds=[], values={}, overrides=extra)
+    result.machine = describe()
     result.seeds = [*result.seeds, *seeds]
     if claim.check:
         fn = CHECKS.get(claim.check)
@@ -657,6 +667,8 @@ def report(entries: list[tuple[Claim, Result, Path]], path: Path) -> Path:
         "**inconclusive** at its seeds when the interval straddles 0.",
         "",
     ]
+    machines = sorted({result.machine or "not recorded" for _, result, _ in entries})
+    lines += [f"Measured with `make reproduce` on: {'; '.join(machines)}.", ""]
     lines += ["| experiment | claim | verdict | seeds | wall time |", "|---|---|---|---|---|"]
     for claim, result, _ in entries:
         verdict = overall(verdicts(claim, result))

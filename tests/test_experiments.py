@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -172,3 +173,14 @@ def test_claim_direction_on_a_reduced_budget(name, runs):
     r = experiments.run(c, seeds=c.seeds[:1], runs_dir=runs, quick=True)
     failed = [(v.expectation, v.measured) for v in experiments.verdicts(c, r) if not v.means_agree]
     assert not failed, failed
+
+
+def test_experiment_list_shows_the_wall_time_the_committed_report_measured():
+    """Not the runtime typed in the YAML file: what `make reproduce` measured last (experiments/report/)."""
+    from dlrun.experiments import listing
+
+    rows = {r["name"]: r for r in listing()}
+    report = Path(__file__).resolve().parent.parent / "experiments" / "report"
+    measured = json.loads((report / "xor_hidden" / "results.json").read_text())["wall_time_s"]
+    assert rows["xor_hidden"]["measured_s"] == measured
+    assert rows["mnist1d_cnn"]["measured_s"] is None  # no claim, so no report

@@ -39,7 +39,7 @@ def _seeds(text: str | None) -> list[int] | None:
 @experiment_app.command("list", epilog="[bold]Examples[/]\n\n  dlrun experiment list")
 @handle_errors
 def list_():
-    """Every experiment: its claim (if it states one) and expected wall time on 2 CPU cores."""
+    """Every experiment: its claim (if it states one) and its wall time in the last report (make reproduce)."""
     from dlrun.experiments import listing
 
     table = Table(show_header=True, header_style="bold")
@@ -48,7 +48,10 @@ def list_():
     table.add_column("runtime", justify="right")
     for row in listing():
         text = row["claim"] or f"[dim]{row['description']}[/] (no claim; dlrun train experiment={row['name']})"
-        runtime = f"~{row['runtime_s']:.0f} s" if row["runtime_s"] else ""
+        if row["measured_s"] is not None:  # measured by the last report, without the process's start
+            runtime = f"{row['measured_s']:.0f} s"
+        else:
+            runtime = f"~{row['runtime_s']:.0f} s (expected)" if row["runtime_s"] else ""
         table.add_row(row["name"], text, runtime)
     print_table(table)
 
