@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev docs docs-serve train test test-fast durations fuzz lint tb bench gpu-check reproduce clean
+.PHONY: help install install-dev docs docs-serve docs-numbers train test test-fast durations fuzz lint tb bench gpu-check reproduce clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,11 +53,14 @@ docs: install-dev  ## build the documentation site into site/ (mkdocs, --strict:
 docs-serve: install-dev  ## the documentation site on http://127.0.0.1:8000, rebuilt as pages change
 	$(BIN)/mkdocs serve
 
+docs-numbers: install  ## rerun the commands whose results the docs quote, into docs/numbers/*.md (NAMES=first-run xor ...: some)
+	$(BIN)/python docs/numbers/make.py $(NAMES)
+
 tb: install  ## TensorBoard on runs/
 	$(BIN)/tensorboard --logdir runs
 
 bench: install  ## dlrun against hand-written loops and scripts: every ratio in about 2 minutes (FULL=1: the long cases)
-	$(BIN)/python -m dlrun.bench $(if $(FULL),--full,)
+	$(BIN)/python -m dlrun.bench $(if $(FULL),--full --out docs/numbers/bench-full.md,--out docs/numbers/bench.md)
 
 gpu-check: install  ## on a CUDA machine (not in make test): resume, ResNet-20 images/s by precision, compile, layout; groups; torchrun
 	$(BIN)/python -m dlrun.gpucheck

@@ -14,6 +14,8 @@ interpreter: imports, data, setup, training, final evaluation and exit, all coun
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import statistics
 import subprocess
 import sys
@@ -322,11 +324,48 @@ def main() -> None:
     parser.add_argument(
         "--full", action="store_true", help="the long cases (about 15 minutes): more repeats, epochs, seeds, trials"
     )
+    parser.add_argument("--out", type=Path, help="also write what is printed here, with the machine, for the docs")
     args = parser.parse_args()
     # a flag left out takes the budget's value: the default one fits in about 2 minutes of 2 cores
     for key, value in (FULL if args.full else QUICK).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.out is None:
+        run(args)
+        return
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(Tee(sys.stdout, printed)):
+        started = time.perf_counter()
+        run(args)
+    from dlrun.files import atomic_write
+    from dlrun.machine import describe
+
+    command = "make bench FULL=1" if args.full else "make bench"
+    header = (
+        f"Printed by `{command}` ({time.perf_counter() - started:.0f} s in all) on {describe()}, "
+        f"{time.strftime('%Y-%m-%d')}.\n\n"
+    )
+    atomic_write(args.out, header + "```text\n" + printed.getvalue().strip() + "\n```\n")
+
+
+class Tee(io.TextIOBase):
+    """A stream that writes to several (the terminal and a buffer)."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+def run(args: argparse.Namespace) -> None:
+    """The parts `args` asks for, each printing its timings and ratios."""
     if args.only == "startup":
         startup(args.startup_repeats, args.epochs)
         return
