@@ -42,6 +42,7 @@ def test_pages_mark_blocks_to_run():
     assert sum(len(runnable(p)) for p in PAGES) >= 15
 
 
+@pytest.mark.slow
 @pytest.mark.process
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_runnable_block_runs(page, tmp_path):
@@ -61,6 +62,7 @@ def test_every_runnable_block_runs(page, tmp_path):
         assert "Traceback" not in done.stderr, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.process
 def test_the_site_builds_with_strict(tmp_path):
     """A broken link or anchor, a page missing from the navigation or a failing generator fails the build."""

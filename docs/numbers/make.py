@@ -85,7 +85,7 @@ RECIPES: dict[str, tuple[list[str], list[str] | str]] = {
     ),
     "sweep": (
         [
-            "dlrun sweep data=xor 'optim=sgd,adam' 'optim.lr=tag(log,interval(1e-3,1e-1))' --trials 8 --jobs 2",
+            "dlrun sweep 'optim=sgd,adam' 'optim.lr=tag(log,interval(1e-4,1e-1))' trainer.epochs=2 --trials 8 --jobs 2",
             "dlrun results runs/sweeps/*",
         ],
         "output",
