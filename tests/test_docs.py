@@ -75,9 +75,9 @@ def test_the_site_builds_with_strict(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    options = (tmp_path / "site" / "reference" / "options" / "index.html").read_text()
+    options = (tmp_path / "site" / "reference" / "options.html").read_text()
     assert "optim.lr" in options and "trainer.grad_tol" in options
-    assert (tmp_path / "site" / "report" / "report" / "index.html").is_file()  # the claims report, as generated
+    assert (tmp_path / "site" / "report" / "report.html").is_file()  # the claims report, as generated
 
 
 def test_the_readme_is_a_landing_page():
