@@ -44,8 +44,8 @@ fuzz: install-dev  ## property tests with fresh random inputs (FUZZ_EXAMPLES per
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n $(PYTEST_WORKERS) tests/test_properties.py $(PYTEST_ARGS)
 
 lint: install-dev  ## ruff
-	$(BIN)/ruff check dlrun tests experiments/plugins
-	$(BIN)/ruff format --check dlrun tests experiments/plugins
+	$(BIN)/ruff check dlrun tests experiments/plugins docs/hooks.py docs/numbers/make.py
+	$(BIN)/ruff format --check dlrun tests experiments/plugins docs/hooks.py docs/numbers/make.py
 
 docs: install-dev  ## build the documentation site into site/ (mkdocs, --strict: a broken link or anchor fails)
 	$(BIN)/mkdocs build --strict
