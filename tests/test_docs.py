@@ -130,3 +130,23 @@ def test_the_committed_reference_pages_are_what_the_generator_writes():
 
     for name, text in pages().items():
         assert (DOCS / name).read_text() == text + "\n", f"docs/{name} is stale: run python -m dlrun.docs"
+
+
+@pytest.mark.parametrize("target", ["train", "install", "tb", "reproduce"])
+def test_the_user_targets_install_no_developer_tools(target, tmp_path):
+    """On a fresh clone `make train` installs torch and dlrun, nothing for tests, linting or the docs."""
+    planned = subprocess.run(
+        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert planned.returncode == 0, planned.stderr
+    installs = [
+        line.split("pip install", 1)[1].strip() for line in planned.stdout.splitlines() if "pip install" in line
+    ]
+    assert installs == ["torch==2.13.0", "-e ."]  # no [dev], [docs], pytest or ruff
+
+
+def test_the_developer_targets_add_the_dev_extra(tmp_path):
+    planned = subprocess.run(
+        ["make", "-n", "test", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert "pip install -e '.[dev]'" in planned.stdout
