@@ -40,20 +40,9 @@ def figure(width: float, height: float) -> Figure:
 
 
 def suptitle(fig: Figure, text: str, fontsize: float = 11):
-    """fig.suptitle, broken at spaces into lines no wider than the figure: a centered title wider than a
-    narrow figure (one actmax column) is cut at both edges, and constrained layout makes room for each line."""
-    room = 0.95 * fig.get_figwidth() * 72  # points, a little margin each side
-    lines = []
-    for paragraph in text.split("\n"):
-        line = ""
-        for word in paragraph.split(" "):
-            longer = f"{line} {word}" if line else word
-            if line and _text_width(longer, fontsize) > room:
-                lines.append(line)
-                longer = word
-            line = longer
-        lines.append(line)
-    return fig.suptitle("\n".join(lines), fontsize=fontsize)
+    """fig.suptitle wrapped by matplotlib at the figure's edges: a centered title wider than a narrow figure
+    (one actmax column) would be cut at both edges, and constrained layout makes room for each line."""
+    return fig.suptitle(text, fontsize=fontsize, wrap=True)
 
 
 def few_ticks(axis, bins: int = 4) -> None:
@@ -62,14 +51,6 @@ def few_ticks(axis, bins: int = 4) -> None:
     from matplotlib.ticker import MaxNLocator
 
     axis.set_major_locator(MaxNLocator(bins, steps=[1, 2, 2.5, 5, 10]))
-
-
-def _text_width(text: str, fontsize: float) -> float:
-    """Width in points of one line in the default font, as Agg draws it."""
-    from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextPath
-
-    return TextPath((0, 0), text, prop=FontProperties(size=fontsize)).get_extents().width
 
 
 def png_size(png: bytes) -> tuple[int, int]:
