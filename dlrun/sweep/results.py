@@ -139,7 +139,7 @@ def from_sweep(sweep_dir: Path, metric: str | None = None) -> Results:
     import optuna
     import sqlalchemy.exc
 
-    from dlrun.sweep.study import SweepSpec, open_storage, quiet_optuna
+    from dlrun.sweep.study import SweepSpec, damaged, open_storage, quiet_optuna
 
     spec = SweepSpec.load(sweep_dir)
     quiet_optuna()
@@ -148,11 +148,7 @@ def from_sweep(sweep_dir: Path, metric: str | None = None) -> Results:
     except KeyError:
         raise ConfigError(f"{sweep_dir}: the study {spec.study} is not in {spec.url(sweep_dir)}") from None
     except sqlalchemy.exc.DatabaseError as e:  # a damaged file, e.g. an SQLite database cut short
-        where = spec.storage or sweep_dir / "study.db"
-        raise ConfigError(
-            f"{where}: the study's database is damaged ({str(e.orig).splitlines()[0]}); "
-            "restore it from a copy, or start a new sweep"
-        ) from None
+        raise damaged(spec.storage or sweep_dir / "study.db", e) from None
     return from_study(study, spec, str(sweep_dir), metric)
 
 

@@ -168,12 +168,12 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.RDBStorage
         except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
             # workers creating a fresh database's tables at once: the losers find them made and retry
             if isinstance(e, sqlalchemy.exc.ProgrammingError) and _sqlstate(e.orig) not in CREATED_AT_ONCE:
-                raise _damaged(url, given, e) from None
+                raise damaged(_where(url, given), e) from None
             if attempt == 9:
                 raise ConfigError(f"--storage {given}: {str(e.orig).splitlines()[0]}") from None
             time.sleep(0.2 * (attempt + 1))
         except sqlalchemy.exc.DatabaseError as e:  # not a lock to wait for: a damaged database (SQLite cut short)
-            raise _damaged(url, given, e) from None
+            raise damaged(_where(url, given), e) from None
         except ImportError as e:  # a driver of a scheme that storage_url leaves alone
             raise ConfigError(f"--storage {given}: its database driver is not installed ({e})") from None
         except (sqlalchemy.exc.ArgumentError, ValueError) as e:
@@ -189,8 +189,13 @@ def _sqlstate(error: BaseException | None) -> str | None:
     return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)  # psycopg 3, psycopg2
 
 
-def _damaged(url: str, given: str, e: Exception) -> ConfigError:
-    where = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else f"--storage {given}"
+def _where(url: str, given: str) -> str:
+    """A study database as the user knows it: an SQLite file's path, else the --storage they gave."""
+    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else f"--storage {given}"
+
+
+def damaged(where: object, e: Exception) -> ConfigError:
+    """The one line for a study database that cannot be read: where it is, and the driver's first line."""
     first = next(iter(str(getattr(e, "orig", e)).splitlines()), "")
     return ConfigError(
         f"{where}: the study's database is damaged ({first}); restore it from a copy, or start a new sweep"
