@@ -26,6 +26,11 @@ class DlrunError(Exception):
         return visible(super().__str__())
 
 
+def first_line(e: BaseException) -> str:
+    """The first non-blank line of an exception's message, or its type's name when it has none."""
+    return next(iter(str(e).strip().splitlines()), "") or type(e).__name__
+
+
 def visible(text: str) -> str:
     """Control characters as escapes (`\\n`, `\\x00`); letters of every script stay as they are."""
     return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)

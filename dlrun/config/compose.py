@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from dlrun import plugins
-from dlrun.errors import ConfigError, suggest
+from dlrun.errors import ConfigError, first_line, suggest
 from dlrun.options import GROUPS, META_KEYS, Config, FieldError, declaration, declared
 
 
@@ -165,7 +165,7 @@ def _hydra_compose(overrides: list[str]) -> tuple[dict[str, Any], str | None]:
             elif isinstance(e, (OverrideParseException, ConfigCompositionException)):
                 error = e
             elif isinstance(e, HydraException):
-                error = _first_line(e)
+                error = first_line(e)
             else:
                 raise
     # both may need a second compose, outside the first one's context
@@ -335,10 +335,6 @@ def _interrupted(e: BaseException | None) -> bool:
     return False
 
 
-def _first_line(e: BaseException) -> str:
-    return next(iter(str(e).strip().splitlines()), "") or type(e).__name__
-
-
 def _missing_message(e: Exception) -> str:
     text = str(e)
     m = re.search(r"Could not find '([^']+)/([^']*)'", text)
@@ -347,7 +343,7 @@ def _missing_message(e: Exception) -> str:
         group, option = m.groups()
         hint = suggest(option, options)
         return f"{group}={option}: unknown option;{hint} choose from: {', '.join(options)}".replace(";,", ";")
-    return _first_line(e)
+    return first_line(e)
 
 
 def _composition_message(e: Exception, overrides: list[str]) -> str:
@@ -366,7 +362,7 @@ def _composition_message(e: Exception, overrides: list[str]) -> str:
         arg = re.search(r"argument '([^']+)'", text)
         what = arg.group(1) if arg else "this override"
         return f"{what}: a comma list is a sweep, which train does not run; write a list as key=[a,b]"
-    return _first_line(e)
+    return first_line(e)
 
 
 def _sibling_keys(parent: str, overrides: list[str]) -> list[str] | None:

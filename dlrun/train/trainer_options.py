@@ -19,7 +19,7 @@ import os
 import torch
 from torch import nn
 
-from dlrun.errors import ConfigError
+from dlrun.errors import ConfigError, first_line
 
 AUTOCAST = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
 
@@ -82,8 +82,7 @@ def compiled(net: nn.Module, mode: str) -> nn.Module:
 
 
 def compile_failed(mode: str, e: Exception) -> ConfigError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return ConfigError(f"trainer.compile={mode}: torch.compile failed ({type(e).__name__}: {first[:200]}); "
+    return ConfigError(f"trainer.compile={mode}: torch.compile failed ({type(e).__name__}: {first_line(e)[:200]}); "
                        "use trainer.compile=false")  # fmt: skip
 
 
